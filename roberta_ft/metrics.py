@@ -93,8 +93,6 @@ def load_evaluate_metric(name: str) -> Callable:
 
     def compute(predictions, references) -> dict[str, float]:
         result = module.compute(predictions=list(predictions), references=list(references)) or {}
-        return {
-            key: float(value) for key, value in result.items() if isinstance(value, (int, float, np.number))
-        }
+        return {key: float(value) for key, value in result.items() if isinstance(value, (int, float, np.number))}
 
     return compute

@@ -62,9 +62,7 @@ class Task:
                 f"use one of {', '.join(PROBLEM_TYPES)}",
             )
         if len(self.text_fields) not in (1, 2):
-            raise ConfigError(
-                f"task {self.name!r} has {len(self.text_fields)} text fields", "use one field or a pair"
-            )
+            raise ConfigError(f"task {self.name!r} has {len(self.text_fields)} text fields", "use one field or a pair")
 
     @property
     def is_pair(self) -> bool:
@@ -101,9 +99,7 @@ def _tasks_from(obj: Any) -> Iterable[Task]:
         tasks = list(obj)
         if all(isinstance(t, Task) for t in tasks):
             return tasks
-    raise ConfigError(
-        f"task plugin object {obj!r} is not a Task", "an entry point must name a Task or a list of Tasks"
-    )
+    raise ConfigError(f"task plugin object {obj!r} is not a Task", "an entry point must name a Task or a list of Tasks")
 
 
 def discover() -> None:

@@ -1,0 +1,3 @@
+from roberta_ft.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""The output directory: a Hugging Face model dir plus run_config.json, metrics.json and a model card.
+
+Every file is written atomically (temporary file, fsync, rename), so a crash leaves either the old
+file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from roberta_ft.errors import ConfigError, DataError
+
+RUN_CONFIG = "run_config.json"
+METRICS = "metrics.json"
+WEIGHTS = "model.safetensors"
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, value: Any) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(value, indent=2, sort_keys=False, default=str) + "\n"))
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text))
+
+
+def prepare_output_dir(path: str | Path, *, overwrite: bool) -> Path:
+    """Refuse to write into a non-empty directory unless asked to."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output {path} exists and is a file", "pass a directory path")
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise ConfigError(
+                f"--output {path} already exists and is not empty",
+                "pass --overwrite to replace it, or choose another --output",
+            )
+        for child in path.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_pretrained_files(output: Path, model=None, tokenizer=None) -> None:
+    """Save through save_pretrained into a scratch dir, then move each file into place atomically."""
+    with tempfile.TemporaryDirectory(prefix=".save-", dir=output) as scratch:
+        if tokenizer is not None:
+            tokenizer.save_pretrained(scratch)
+        if model is not None:
+            model.save_pretrained(scratch, safe_serialization=True)
+        for item in sorted(Path(scratch).iterdir()):
+            with open(item, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(item, output / item.name)
+    _fsync_dir(output)
+
+
+def read_run_config(model_dir: str | Path) -> dict[str, Any]:
+    """The training settings saved beside a model; empty for models not trained by roberta-ft."""
+    path = Path(model_dir) / RUN_CONFIG
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is unreadable: {exc}", "retrain, or delete the file to use the model as is") from None
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    path = Path(model_dir)
+    if not path.exists():
+        raise ConfigError(f"model directory not found: {path}", "pass the --output directory of `roberta-ft train`")
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a directory", "pass the --output directory of `roberta-ft train`")
+    if not (path / "config.json").exists():
+        raise ConfigError(f"{path} has no config.json: it is not a model directory", "pass a trained model directory")
+    if not any((path / name).exists() for name in (WEIGHTS, "model.safetensors.index.json", "pytorch_model.bin")):
+        raise ConfigError(
+            f"{path} has no model weights yet (training may have been stopped before the first evaluation)",
+            "finish or re-run the training",
+        )
+    return path

@@ -1,0 +1,252 @@
+"""One frozen settings object per command: validated once, written to run_config.json, read back later."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from roberta_ft.errors import ConfigError
+
+# Settings suited to fine-tuning a pretrained RoBERTa (the RoBERTa paper's GLUE ranges), and to training
+# the `tiny` model from scratch, which needs a much higher learning rate and more epochs.
+PRETRAINED_DEFAULTS = {"learning_rate": 2e-5, "epochs": 3}
+TINY_DEFAULTS = {"learning_rate": 1e-3, "epochs": 10}
+
+
+def _closest_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+class _Settings:
+    """Shared behaviour: dict/JSON round trip with unknown keys named, and field validation."""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "settings"):
+        known = cls.field_names()
+        for key in values:
+            if key not in known:
+                raise ConfigError(
+                    f"unknown setting {key!r} in {source}",
+                    f"{_closest_key(key, known)}known settings: {', '.join(known)}",
+                )
+        converted = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name in values:
+                value = values[f.name]
+                if isinstance(value, list):
+                    value = tuple(value)
+                converted[f.name] = value
+        return cls(**converted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _check_positive(name: str, value, *, allow_none: bool = False, integer: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    bad = (
+        value is None
+        or isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (integer and not isinstance(value, int))
+        or not math.isfinite(value)
+        or value <= 0
+    )
+    if bad:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ConfigError(
+            f"--{name.replace('_', '-')} must be {kind}, got {value!r}",
+            f"pass e.g. --{name.replace('_', '-')} {2e-5 if not integer else 16}",
+        )
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"--{name.replace('_', '-')} {value!r} is not valid", f"use one of {', '.join(map(str, choices))}"
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Settings):
+    data: str
+    output: str
+    task: str = "classification"
+    model: str = "roberta-base"
+    validation: str | None = None
+    validation_split: float = 0.1
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    format: str | None = None
+    encoding: str = "utf-8"
+    data_dir: str | None = None
+    epochs: int | None = None  # None: 3 for a pretrained model, 10 for tiny
+    batch_size: int = 32
+    learning_rate: float | None = None  # None: 2e-5 for a pretrained model, 1e-3 for tiny
+    max_length: int = 256
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.1
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    adam_epsilon: float = 1e-6
+    gradient_accumulation: int = 1
+    max_grad_norm: float = 1.0
+    eval_batch_size: int = 128
+    seed: int = 42
+    early_stopping_patience: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    metric: str | None = None
+    drop_invalid: bool = False
+    overwrite: bool = False
+    trust_remote_code: bool = False
+    recipe: str | None = None
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.model == "tiny"
+
+    def resolved(self) -> TrainConfig:
+        """Fill the defaults that depend on the model, then validate everything once."""
+        defaults = TINY_DEFAULTS if self.is_tiny else PRETRAINED_DEFAULTS
+        config = self.replace(
+            learning_rate=self.learning_rate if self.learning_rate is not None else defaults["learning_rate"],
+            epochs=self.epochs if self.epochs is not None else defaults["epochs"],
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        from roberta_ft.runtime import DEVICES, PRECISIONS
+
+        _check_positive("learning_rate", self.learning_rate, allow_none=True)
+        _check_positive("epochs", self.epochs, allow_none=True, integer=True)
+        _check_positive("batch_size", self.batch_size, integer=True)
+        _check_positive("max_length", self.max_length, integer=True)
+        _check_positive("gradient_accumulation", self.gradient_accumulation, integer=True)
+        _check_positive("eval_batch_size", self.eval_batch_size, integer=True)
+        _check_positive("early_stopping_patience", self.early_stopping_patience, allow_none=True, integer=True)
+        _check_positive("adam_epsilon", self.adam_epsilon)
+        if self.max_length < 8:
+            raise ConfigError(f"--max-length must be at least 8, got {self.max_length}", "pass e.g. --max-length 256")
+        if not 0 < self.validation_split < 1:
+            raise ConfigError(
+                f"--validation-split must be between 0 and 1, got {self.validation_split!r}", "pass e.g. 0.1"
+            )
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio!r}", "pass e.g. 0.06")
+        if self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay!r}", "pass e.g. 0.1")
+        if self.max_grad_norm < 0:
+            raise ConfigError(f"--max-grad-norm must be >= 0, got {self.max_grad_norm!r}", "pass 0 to disable clipping")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}", "e.g. [0.9, 0.98]")
+        if self.batch_size % self.gradient_accumulation:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} is not a multiple of --gradient-accumulation {self.gradient_accumulation}",
+                "the batch size counts samples per optimizer step; make it a multiple",
+            )
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}", "pass e.g. --seed 42")
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        if not self.output:
+            raise ConfigError("no output directory given", "pass --output DIR")
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Settings):
+    model_dir: str
+    data: str
+    task: str | None = None  # None: the task in the model dir's run_config.json
+    split: str = "validation"
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    format: str | None = None
+    encoding: str = "utf-8"
+    data_dir: str | None = None
+    max_length: int | None = None  # None: the training max length
+    batch_size: int = 128
+    device: str = "auto"
+    precision: str = "auto"
+    metric: str | None = None
+    drop_invalid: bool = False
+    trust_remote_code: bool = False
+
+    def validate(self) -> None:
+        from roberta_ft.runtime import DEVICES, PRECISIONS
+
+        _check_positive("batch_size", self.batch_size, integer=True)
+        _check_positive("max_length", self.max_length, allow_none=True, integer=True)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class PredictConfig(_Settings):
+    model_dir: str
+    input: str
+    output: str | None = None  # None: stdout
+    batch_size: int = 64
+    max_length: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    encoding: str = "utf-8"
+    chunk_lines: int = 8192  # lines read, sorted and predicted at a time: memory stays flat
+    overwrite: bool = False
+    trust_remote_code: bool = False
+
+    def validate(self) -> None:
+        from roberta_ft.runtime import DEVICES, PRECISIONS
+
+        _check_positive("batch_size", self.batch_size, integer=True)
+        _check_positive("max_length", self.max_length, allow_none=True, integer=True)
+        _check_positive("chunk_lines", self.chunk_lines, integer=True)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or YAML settings file as plain data (never executed)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}", "check the --config path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            values = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        elif path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            raise ConfigError(f"cannot tell the format of config file {path}", "use a .toml, .yaml or .json file")
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"cannot parse config file {path}: {str(exc).splitlines()[0]}", "fix its syntax") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} does not hold a table of settings", "write key = value lines")
+    return {key.replace("-", "_"): value for key, value in values.items()}

@@ -1,0 +1,142 @@
+"""What the CLI shows: logging set-up, the training progress display and result tables (rich, on stderr)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+stderr = Console(stderr=True)
+
+
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = RichHandler(console=stderr, show_time=False, show_path=verbose, markup=False, rich_tracebacks=verbose)
+    root = logging.getLogger("roberta_ft")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    tasks_logger = logging.getLogger("roberta_ft_tasks")
+    tasks_logger.handlers[:] = [handler]
+    tasks_logger.setLevel(level)
+    tasks_logger.propagate = False
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Hide the libraries' own progress bars and chatter; our log says what matters."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if verbose:
+        return
+    warnings.filterwarnings("ignore")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+
+
+class RichProgress:
+    """Training progress: a bar with loss, learning rate, throughput and ETA; a table row per epoch."""
+
+    def __init__(self, console: Console = stderr) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]:.2f}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]:.2e}  {task.fields[speed]:.1f} samples/s"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task_id = None
+        self.rows: list[tuple[int, dict[str, Any], bool]] = []
+        self.started = 0.0
+
+    def start(self, total_steps: int, epochs: int) -> None:
+        self.started = time.monotonic()
+        self.progress.start()
+        self.task_id = self.progress.add_task("train", total=total_steps, epoch=0.0, loss="-", lr=0.0, speed=0.0)
+
+    def step(self, step, epoch, loss, learning_rate, samples_per_second) -> None:
+        shown = "-" if math.isnan(loss) else f"{loss:.4f}"
+        self.progress.update(
+            self.task_id, completed=step, epoch=epoch, loss=shown, lr=learning_rate, speed=samples_per_second
+        )
+
+    def epoch_end(self, epoch, metrics, best) -> None:
+        self.rows.append((epoch, metrics, best))
+        self.progress.console.print(epoch_table(self.rows))
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def epoch_table(rows: list[tuple[int, dict[str, Any], bool]]) -> Table:
+    names = [k for k, v in rows[-1][1].items() if isinstance(v, float) and k not in ("epoch", "step")]
+    table = Table(title="Validation", title_justify="left")
+    table.add_column("epoch", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("best")
+    best_epoch = max((e for e, _, b in rows if b), default=None)
+    for epoch, metrics, _ in rows:
+        table.add_row(
+            str(epoch), *(f"{metrics.get(n, float('nan')):.4f}" for n in names), "*" if epoch == best_epoch else ""
+        )
+    return table
+
+
+def metrics_table(result: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"{result['task']} · {result['split']} · {result['num_examples']} examples", title_justify="left"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    published = result.get("published") or {}
+    if published:
+        table.add_column(f"published ({published.get('model')})", justify="right")
+    for name, value in result["metrics"].items():
+        row = [name, f"{value:.4f}"]
+        if published:
+            row.append(f"{published['value']:.1f}" if name == published.get("metric") else "")
+        table.add_row(*row)
+    return table
+
+
+def report_tables(report: dict[str, Any]) -> list[Table]:
+    per_class = Table(title="Per class", title_justify="left")
+    for column in ("label", "precision", "recall", "f1", "support"):
+        per_class.add_column(column, justify="left" if column == "label" else "right")
+    for name, values in report["per_class"].items():
+        per_class.add_row(
+            name, f"{values['precision']:.4f}", f"{values['recall']:.4f}", f"{values['f1']:.4f}", str(values["support"])
+        )
+    confusion = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    confusion.add_column("")
+    for name in report["labels"]:
+        confusion.add_column(name, justify="right")
+    for name, row in zip(report["labels"], report["confusion_matrix"], strict=True):
+        confusion.add_row(name, *map(str, row))
+    return [per_class, confusion]

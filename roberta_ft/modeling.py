@@ -1,0 +1,168 @@
+"""Load or build the model and tokenizer through the Auto classes (RoBERTa family first)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from roberta_ft.errors import ModelLoadError
+from roberta_ft.hub import hub_reachable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from roberta_ft.data import LabelMap
+
+logger = logging.getLogger(__name__)
+
+TINY = "tiny"
+# A small RoBERTa trained from scratch: big enough to learn simple tasks in seconds on a laptop CPU.
+TINY_SHAPE = {
+    "hidden_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 512,
+    "max_position_embeddings": 514,
+}
+TINY_VOCAB_SIZE = 4096
+SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # RoBERTa's ids 0..4
+
+
+def _offline_error(name: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"cannot load model {name!r}: it is not a local directory, not in the Hugging Face cache, "
+        "and the Hugging Face Hub is unreachable",
+        "pass a local model directory with --model PATH, or try the toolkit with --model tiny",
+    )
+
+
+def _from_pretrained(loader, name: str, **kwargs):
+    """Call `loader.from_pretrained`, failing in seconds with one clear line when offline."""
+    if Path(name).expanduser().exists():
+        try:
+            return loader.from_pretrained(str(Path(name).expanduser()), **kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"cannot load {name!r} as a model: {_first_line(exc)}",
+                "pass a directory written by save_pretrained or `roberta-ft train`",
+            ) from exc
+    try:
+        return loader.from_pretrained(name, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass  # not cached: try the hub below
+    if not hub_reachable():
+        raise _offline_error(name)
+    try:
+        return loader.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"cannot load model {name!r}: {_first_line(exc)}",
+            "check the model id on the Hub, pass a local directory with --model PATH, or use --model tiny",
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_pretrained(
+    name: str,
+    *,
+    label_map: LabelMap | None,
+    regression: bool = False,
+    trust_remote_code: bool = False,
+):
+    """A tokenizer and a sequence classifier with a fresh head sized for our labels."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, name, trust_remote_code=trust_remote_code)
+    head = _head_kwargs(label_map, regression)
+    model = _from_pretrained(
+        AutoModelForSequenceClassification,
+        name,
+        trust_remote_code=trust_remote_code,
+        ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
+        **head,
+    )
+    _ensure_pad_token(tokenizer, model)
+    return model, tokenizer
+
+
+def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False):
+    """Load a fine-tuned classifier as saved (its head and labels untouched)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = str(model_dir)
+    tokenizer = _from_pretrained(AutoTokenizer, model_dir, trust_remote_code=trust_remote_code)
+    model = _from_pretrained(AutoModelForSequenceClassification, model_dir, trust_remote_code=trust_remote_code)
+    _ensure_pad_token(tokenizer, model)
+    return model, tokenizer
+
+
+def _head_kwargs(label_map: LabelMap | None, regression: bool) -> dict:
+    if regression or label_map is None:
+        return {"num_labels": 1, "problem_type": "regression"}
+    return {
+        "num_labels": len(label_map),
+        "id2label": label_map.id2label,
+        "label2id": label_map.label2id,
+        "problem_type": "single_label_classification",
+    }
+
+
+def _ensure_pad_token(tokenizer, model) -> None:
+    # GPT-style checkpoints have no pad token; reuse EOS so batches can be padded.
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def train_tiny_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE, model_max_length: int = 512):
+    """A byte-level BPE tokenizer trained on the given texts, wrapped as a RoBERTa tokenizer."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+    )
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    vocab = model["vocab"]
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    return tokenizer
+
+
+def build_tiny(
+    texts: Sequence[str],
+    *,
+    label_map: LabelMap | None,
+    regression: bool = False,
+    seed: int = 42,
+):
+    """A small RoBERTa with random weights and a tokenizer trained on `texts`: no download needed."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, RobertaConfig
+
+    tokenizer = train_tiny_tokenizer(texts)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        type_vocab_size=1,
+        **TINY_SHAPE,
+        **_head_kwargs(label_map, regression),
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(config)
+    logger.warning(
+        "--model tiny: a %.1fM-parameter RoBERTa with random weights (NOT pretrained) and a tokenizer "
+        "trained on your training texts; good for trying the toolkit, not for real accuracy",
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
+    return model, tokenizer

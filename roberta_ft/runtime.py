@@ -1,0 +1,84 @@
+"""Pick the device and precision (autodetected unless the user says otherwise) and build the Accelerator."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+from roberta_ft.errors import DeviceError
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+@lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX-512 BF16 or AMX), where bf16 autocast is a real speed-up."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str  # "cuda", "mps" or "cpu"
+    precision: str  # "bf16", "fp16" or "fp32"
+    reason: str
+
+    @property
+    def mixed_precision(self) -> str:
+        return {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}[self.precision]
+
+
+def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
+    import torch
+
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device {device!r}", f"use one of {', '.join(DEVICES)}")
+    if precision not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
+    has_cuda = torch.cuda.is_available()
+    has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if device == "cuda" and not has_cuda:
+        raise DeviceError("--device cuda was requested but no CUDA GPU is available", "use --device auto or cpu")
+    if device == "mps" and not has_mps:
+        raise DeviceError("--device mps was requested but Apple MPS is not available", "use --device auto or cpu")
+    if device == "auto":
+        device = "cuda" if has_cuda else "mps" if has_mps else "cpu"
+
+    if precision == "auto":
+        if device == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            reason = f"{torch.cuda.get_device_name(0)}: {'native bf16' if precision == 'bf16' else 'no bf16, fp16'}"
+        elif device == "cpu" and cpu_supports_bf16():
+            precision, reason = "bf16", "CPU with native bf16 (AVX-512 BF16/AMX)"
+        else:
+            precision, reason = "fp32", f"{device} without native bf16"
+    else:
+        reason = "requested"
+        if precision == "fp16" and device == "cpu":
+            raise DeviceError("fp16 is not supported on the CPU", "use --precision bf16 or fp32")
+        if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+            raise DeviceError("this GPU has no bf16 support", "use --precision fp16 or fp32")
+    return Runtime(device=device, precision=precision, reason=reason)
+
+
+def make_accelerator(runtime: Runtime, log_with: list[str] | None = None, project_dir: str | None = None):
+    """The Accelerator owns device placement, autocast and (under accelerate/torchrun) distribution."""
+    from accelerate import Accelerator
+
+    return Accelerator(
+        cpu=runtime.device == "cpu",
+        mixed_precision=runtime.mixed_precision,
+        log_with=log_with,
+        project_dir=project_dir,
+    )
