@@ -41,7 +41,10 @@ def main() -> None:
         writer.writerow(["ticket_id", "message", "department"])
         for i in range(1200):
             department = rng.choice(departments)
-            writer.writerow([f"T{i:05d}", ticket(rng, department), department])
+            text = ticket(rng, department)
+            if rng.random() < 0.08:  # mislabelled tickets, as in real support queues
+                department = rng.choice([d for d in departments if d != department])
+            writer.writerow([f"T{i:05d}", text, department])
     with open(HERE / "new_tickets.txt", "w", encoding="utf-8") as f:
         for _ in range(20):
             f.write(ticket(rng, rng.choice(departments)) + "\n")
