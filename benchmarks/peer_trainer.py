@@ -4,6 +4,7 @@ Modes:
   static128  pad every example to 128 tokens at tokenization time (run_glue.py's default)
   dynamic    DataCollatorWithPadding: pad each batch to its longest example
   tuned      dynamic padding + bf16 autocast + length-grouped batches + fused AdamW
+             (``--precision fp32`` drops bf16 autocast, for CPUs without native bf16)
 
 Only ``trainer.train()`` is timed (not imports, model loading or tokenization). Prints one JSON
 line on stdout at the end; everything else goes to stderr.
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="tuned mode only")
     parser.add_argument("--save-model", type=Path, default=None, help="save the trained model here (untimed)")
     return parser.parse_args(argv)
 
@@ -76,7 +78,11 @@ def run(args: argparse.Namespace) -> dict:
     options: dict = {}
     if tuned:
         # transformers 5: `group_by_length=True` became `train_sampling_strategy="group_by_length"`.
-        options = {"bf16": True, "train_sampling_strategy": "group_by_length", "optim": "adamw_torch_fused"}
+        options = {
+            "bf16": args.precision == "bf16",
+            "train_sampling_strategy": "group_by_length",
+            "optim": "adamw_torch_fused",
+        }
 
     with tempfile.TemporaryDirectory(prefix="peer-trainer-") as output_dir:
         training_args = TrainingArguments(
@@ -116,8 +122,9 @@ def run(args: argparse.Namespace) -> dict:
             trainer.save_model(str(args.save_model))
 
     rows = len(train_dataset)
+    name = f"trainer-{args.mode}" + ("-fp32" if tuned and args.precision == "fp32" else "")
     return {
-        "peer": f"trainer-{args.mode}",
+        "peer": name,
         "train_samples_per_s": rows * args.epochs / train_seconds,
         "train_seconds": train_seconds,
         "dev_accuracy": accuracy,

@@ -46,6 +46,12 @@ class Format(str, Enum):
     jsonl = "jsonl"
 
 
+class LongText(str, Enum):
+    truncate = "truncate"
+    head_tail = "head-tail"
+    sliding = "sliding"
+
+
 class State:
     verbose = False
     quiet = False
@@ -58,21 +64,43 @@ TextColumn = Annotated[str | None, typer.Option(help="Column holding the text (d
 TextPairColumn = Annotated[str | None, typer.Option(help="Column holding the second text of a pair.")]
 LabelColumn = Annotated[str | None, typer.Option(help="Column holding the label (default: picked by name).")]
 FormatOption = Annotated[Format | None, typer.Option("--format", help="File format (default: from the extension).")]
-EncodingOption = Annotated[str | None, typer.Option(help="Text encoding of the input file [default: utf-8].")]
+EncodingOption = Annotated[str | None, typer.Option(help="Text encoding of the input file \\[default: utf-8].")]
 DataDir = Annotated[
     str | None, typer.Option(help="Local dataset folder for task datasets (e.g. GLUE; default: $GLUE_DIR or the Hub).")
 ]
-DeviceOption = Annotated[Device | None, typer.Option(help="Device [default: auto: cuda, then mps, then cpu].")]
+DeviceOption = Annotated[Device | None, typer.Option(help="Device \\[default: auto: cuda, then mps, then cpu].")]
 PrecisionOption = Annotated[
-    Precision | None, typer.Option(help="Precision [default: auto: bf16 where native, fp16 on older GPUs, else fp32].")
+    Precision | None,
+    typer.Option(help="Precision \\[default: auto: bf16 where native, fp16 on older GPUs, else fp32]."),
 ]
-MaxLength = Annotated[int | None, typer.Option(help="Maximum tokens per text (pair); longer inputs are truncated.")]
+MaxLength = Annotated[
+    int | None,
+    typer.Option(
+        help="Maximum tokens per text (pair); longer texts: see --long-text \\[default: 256; eval/predict: as trained]."
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON result on stdout.")]
 TrustRemoteCode = Annotated[
     bool | None, typer.Option("--trust-remote-code", help="Allow model code from the Hub to run (off by default).")
 ]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="TOML/YAML/JSON file of settings; flags override it.")
+]
+LongTextOption = Annotated[
+    LongText | None,
+    typer.Option(
+        help="Texts over --max-length: keep the start, the head and tail, or average sliding windows "
+        "\\[default: truncate; eval/predict: as trained]."
+    ),
+]
+StrideOption = Annotated[
+    int | None, typer.Option(help="--long-text sliding: tokens consecutive windows share \\[default: max-length/2].")
+]
+ThresholdOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Multi-label: probability from which a label is predicted \\[default: 0.5; eval/predict: as trained]."
+    ),
 ]
 
 
@@ -155,6 +183,13 @@ def _print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+def _keep_stdout_for_json(json_output: bool):
+    """With --json, whatever a library prints while the command runs goes to stderr: stdout holds the JSON alone."""
+    import contextlib
+
+    return contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext()
+
+
 @app.command()
 def train(
     data: Annotated[
@@ -163,12 +198,12 @@ def train(
     output: Annotated[str | None, typer.Option("--output", "-o", help="Directory for the trained model.")] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="Hub id or local dir of the model to fine-tune, or `tiny` [default: roberta-base]."),
+        typer.Option(help="Hub id or local dir of the model to fine-tune, or `tiny` \\[default: roberta-base]."),
     ] = None,
     task: TaskOption = None,
     validation: Annotated[str | None, typer.Option(help="Validation file (default: a held-out split).")] = None,
     validation_split: Annotated[
-        float | None, typer.Option(help="Share of the training file held out when no --validation [default: 0.1].")
+        float | None, typer.Option(help="Share of the training file held out when no --validation \\[default: 0.1].")
     ] = None,
     text_column: TextColumn = None,
     text_pair_column: TextPairColumn = None,
@@ -176,21 +211,22 @@ def train(
     format: FormatOption = None,
     encoding: EncodingOption = None,
     data_dir: DataDir = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs [default: 3; 10 with --model tiny].")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Samples per optimizer step [default: 32].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs \\[default: 3; 10 with --model tiny].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per optimizer step \\[default: 32].")] = None,
     learning_rate: Annotated[
-        float | None, typer.Option("--learning-rate", "--lr", help="Peak learning rate [default: 2e-5; 1e-3 for tiny].")
+        float | None,
+        typer.Option("--learning-rate", "--lr", help="Peak learning rate \\[default: 2e-5; 1e-3 for tiny]."),
     ] = None,
     max_length: MaxLength = None,
-    warmup_ratio: Annotated[float | None, typer.Option(help="Linear warm-up share of steps [default: 0.06].")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [default: 0.1].")] = None,
+    warmup_ratio: Annotated[float | None, typer.Option(help="Linear warm-up share of steps \\[default: 0.06].")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay \\[default: 0.1].")] = None,
     gradient_accumulation: Annotated[
         int | None, typer.Option(help="Micro-batches per optimizer step (same --batch-size, less memory).")
     ] = None,
     early_stopping_patience: Annotated[
         int | None, typer.Option(help="Stop after this many epochs without improvement.")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed [default: 42].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed \\[default: 42].")] = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     metric: Annotated[
@@ -202,17 +238,68 @@ def train(
     overwrite: Annotated[
         bool | None, typer.Option("--overwrite", help="Replace a non-empty --output directory.")
     ] = None,
+    resume: Annotated[
+        bool | None, typer.Option("--resume", help="Continue the stopped run in --output from its last checkpoint.")
+    ] = None,
+    save_every: Annotated[
+        int | None, typer.Option(help="Checkpoint every N optimizer steps \\[default: every epoch and ~10 minutes].")
+    ] = None,
+    keep_checkpoints: Annotated[
+        int | None, typer.Option(help="Checkpoints kept in --output/checkpoints \\[default: 2].")
+    ] = None,
+    skip_nonfinite: Annotated[
+        int | None, typer.Option(help="Skip up to N steps whose loss is NaN/inf (with a warning) \\[default: 0].")
+    ] = None,
     trust_remote_code: TrustRemoteCode = None,
+    class_weights: Annotated[
+        str | None,
+        typer.Option(help="Loss weight per label: `auto` (inverse frequency) or W1,W2,... in label order."),
+    ] = None,
+    metric_for_best: Annotated[
+        str | None, typer.Option(help="Validation metric that picks the best epoch \\[default: the task's].")
+    ] = None,
+    multi_label: Annotated[
+        bool | None,
+        typer.Option("--multi-label", help="Several labels per row, joined by --label-separator; one sigmoid each."),
+    ] = None,
+    label_separator: Annotated[
+        str | None, typer.Option(help="Separator of a multi-label cell's labels \\[default: |].")
+    ] = None,
+    threshold: ThresholdOption = None,
+    long_text: LongTextOption = None,
+    stride: StrideOption = None,
+    report_to: Annotated[
+        str | None,
+        typer.Option(help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow (logs in OUTPUT/logs)."),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="Published settings for the task (GLUE: roberta-base, roberta-large); --config and flags win."
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Train once per seed (e.g. 1,2,3,4,5) into DIR/seed-N; summary in DIR/seeds.json."),
+    ] = None,
     config: ConfigFile = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved settings and exit.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Fine-tune a classifier on DATA and write a model directory to --output."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "print_config", "json_output")}
+    flags = {k: v for k, v in locals().items() if k not in ("config", "print_config", "json_output", "seeds")}
     _setup()
     from roberta_ft.config import TrainConfig
 
     values = _run(_settings, config, flags)
+    from roberta_ft.train import resolve_task
+
+    task = _run(resolve_task, values.get("task"), values.get("data"))
+    values["task"] = task.name  # DATA may name the task (glue/rte): the resolved settings say so
+    if values.get("recipe") is not None:
+        from roberta_ft.recipes import apply_recipe
+
+        values = _run(apply_recipe, values, task)
     if not values.get("output"):
         _fail("no output directory given (pass --output DIR)", 2)
     settings = _run(TrainConfig.from_dict, values, source=str(config) if config else "the options")
@@ -223,8 +310,18 @@ def train(
     from roberta_ft.console import RichProgress
     from roberta_ft.train import train as run_training
 
-    progress = None if State.quiet or json_output or not sys.stderr.isatty() else RichProgress()
-    result = _run(run_training, settings, progress=progress)
+    if seeds is not None:
+        _train_seeds(settings, seeds, seed_given=seed is not None, json_output=json_output)
+        return
+
+    from roberta_ft.console import is_main_process
+
+    main_process = is_main_process()  # under torchrun / accelerate launch, rank 0 alone shows and prints
+    show_progress = main_process and not (State.quiet or json_output) and sys.stderr.isatty()
+    with _keep_stdout_for_json(json_output):
+        result = _run(run_training, settings, progress=RichProgress() if show_progress else None)
+    if not main_process:
+        return
     if json_output:
         _print_json(result.to_dict())
     elif not State.quiet:
@@ -235,12 +332,30 @@ def train(
         stderr.print(f"Best epoch {best['epoch']}: {shown}. Model: {result.output_dir}", highlight=False)
 
 
+def _train_seeds(settings, seeds: str, *, seed_given: bool, json_output: bool) -> None:
+    from roberta_ft.console import RichProgress, seeds_table
+    from roberta_ft.seeds import parse_seeds, train_seeds
+
+    if seed_given:
+        _fail("--seed and --seeds exclude each other (each run of --seeds uses its own seed)", 2)
+    seed_list = _run(parse_seeds, seeds)
+    progress = None if State.quiet or json_output or not sys.stderr.isatty() else RichProgress
+    with _keep_stdout_for_json(json_output):
+        result = _run(train_seeds, settings, seed_list, progress=progress).to_dict()
+    if json_output:
+        _print_json(result)
+    else:  # the summary is the command's result: shown even with --quiet, like eval's table
+        from rich.console import Console
+
+        Console().print(seeds_table(result))
+
+
 @app.command("eval")
 def evaluate(
     model_dir: Annotated[str, typer.Argument(help="A model directory written by `roberta-ft train`.")],
     data: Annotated[str, typer.Argument(help="Labelled .csv/.tsv/.jsonl file, or a task dataset (e.g. glue/sst2).")],
     task: TaskOption = None,
-    split: Annotated[str | None, typer.Option(help="Split of a task dataset [default: validation].")] = None,
+    split: Annotated[str | None, typer.Option(help="Split of a task dataset \\[default: validation].")] = None,
     text_column: TextColumn = None,
     text_pair_column: TextPairColumn = None,
     label_column: LabelColumn = None,
@@ -248,7 +363,7 @@ def evaluate(
     encoding: EncodingOption = None,
     data_dir: DataDir = None,
     max_length: MaxLength = None,
-    batch_size: Annotated[int | None, typer.Option(help="Texts per forward pass [default: 128].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Texts per forward pass \\[default: 128].")] = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     metric: Annotated[str | None, typer.Option(help="Extra metric for evaluate.load (name or local path).")] = None,
@@ -256,16 +371,24 @@ def evaluate(
         bool | None, typer.Option("--drop-invalid", help="Skip rows with no text or label.")
     ] = None,
     trust_remote_code: TrustRemoteCode = None,
+    threshold: ThresholdOption = None,
+    long_text: LongTextOption = None,
+    stride: StrideOption = None,
+    report: Annotated[
+        str | None,
+        typer.Option(help="Write the report JSON here \\[default: MODEL_DIR/eval_report.json], the picture beside it."),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Print a trained model's metrics on labelled DATA."""
+    """Print a trained model's metrics on labelled DATA; write eval_report.json and a confusion matrix picture."""
     flags = {k: v for k, v in locals().items() if k != "json_output"}
     _setup()
     from roberta_ft.config import EvalConfig
     from roberta_ft.evaluate import evaluate as run_evaluation
 
     settings = _run(EvalConfig.from_dict, _run(_settings, None, flags))
-    result = _run(run_evaluation, settings).to_dict()
+    with _keep_stdout_for_json(json_output):
+        result = _run(run_evaluation, settings).to_dict()
     if json_output:
         _print_json(result)
         return
@@ -283,18 +406,32 @@ def evaluate(
 @app.command()
 def predict(
     model_dir: Annotated[str, typer.Argument(help="A model directory written by `roberta-ft train`.")],
-    input: Annotated[str, typer.Argument(help="Text file: one text per line (FIRST<TAB>SECOND for pair models).")],
+    input: Annotated[
+        str,
+        typer.Argument(
+            help="Text file: one text per line (FIRST<TAB>SECOND for pair models), or a task dataset (e.g. glue/sst2)."
+        ),
+    ],
     output: Annotated[
         str | None,
         typer.Option("--output", "-o", help="Write .csv/.tsv/.jsonl here (default: label<TAB>probability on stdout)."),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Texts per forward pass [default: 64].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Texts per forward pass \\[default: 64].")] = None,
     max_length: MaxLength = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     encoding: EncodingOption = None,
     overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace an existing --output file.")] = None,
     trust_remote_code: TrustRemoteCode = None,
+    split: Annotated[str | None, typer.Option(help="Split of a task dataset INPUT \\[default: test].")] = None,
+    data_dir: DataDir = None,
+    submission: Annotated[
+        str | None, typer.Option(help="Folder for the task's leaderboard file (GLUE: SST-2.tsv, MNLI-m.tsv, ...).")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option(help="Write the K best labels with their probabilities.")] = None,
+    threshold: ThresholdOption = None,
+    long_text: LongTextOption = None,
+    stride: StrideOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Label every line of INPUT, in input order (streaming: memory stays flat on any file size)."""
@@ -304,17 +441,66 @@ def predict(
     from roberta_ft.predict import predict as run_prediction
 
     settings = _run(PredictConfig.from_dict, _run(_settings, None, flags))
-    if json_output and settings.output is None:
-        _fail("--json needs --output (the predictions themselves go to the file)", 2)
-    result = _run(run_prediction, settings)
+    if json_output and settings.output is None and settings.submission is None:
+        with _keep_stdout_for_json(True):
+            document = _run(_predictions_as_json, settings)
+        _print_json(document)  # the predictions themselves, in the one JSON document
+        return
+    with _keep_stdout_for_json(json_output):
+        result = _run(run_prediction, settings)
     if json_output:
         _print_json(result.to_dict())
-    elif settings.output and not State.quiet:
+    elif (settings.output or result.submission) and not State.quiet:
         from roberta_ft.console import stderr
 
-        stderr.print(
-            f"{result.num_lines} lines -> {settings.output} ({result.texts_per_second:.0f} texts/s)", highlight=False
-        )
+        written = " and ".join(path for path in (settings.output, result.submission) if path)
+        stderr.print(f"{result.num_lines} lines -> {written} ({result.texts_per_second:.0f} texts/s)", highlight=False)
+
+
+def _predictions_as_json(settings) -> dict[str, Any]:
+    """predict --json without --output: the result and every row, as one JSON document."""
+    import io
+
+    from roberta_ft.predict import predict as run_prediction
+
+    rows = io.StringIO()
+    result = run_prediction(settings, stdout=rows, stdout_format="jsonl")
+    return {**result.to_dict(), "predictions": [json.loads(line) for line in rows.getvalue().splitlines()]}
+
+
+@app.command("glue-report")
+def glue_report(
+    model_dirs: Annotated[list[str], typer.Argument(help="Model directories trained on GLUE tasks, one per task.")],
+    data_dir: DataDir = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 128,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Evaluate each model on its own GLUE task's dev set and print the GLUE average."""
+    _setup()
+    from roberta_ft.glue_report import glue_report as run_report
+
+    report = _run(
+        run_report,
+        model_dirs,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        device=device.value if device else "auto",
+        precision=precision.value if precision else "auto",
+    ).to_dict()
+    if json_output:
+        _print_json(report)
+        return
+    from rich.console import Console
+
+    from roberta_ft.console import glue_table, metrics_table
+
+    console = Console()
+    if not State.quiet:
+        for result in report["tasks"]:
+            console.print(metrics_table(result))
+    console.print(glue_table(report))
 
 
 @app.command()

@@ -118,6 +118,21 @@ class TrainConfig(_Settings):
     overwrite: bool = False
     trust_remote_code: bool = False
     recipe: str | None = None
+    resume: bool = False  # continue the run in --output from its last checkpoint
+    save_every: int | None = None  # optimizer steps between checkpoints; None: every epoch and every ~10 minutes
+    keep_checkpoints: int = 2
+    skip_nonfinite: int = 0  # steps with a non-finite loss skipped before the run stops
+    # Data people really have: imbalance, several labels per row, long texts (see docs/data-formats.md).
+    class_weights: str | tuple[float, ...] | None = None  # "auto" (inverse frequency) or one weight per label
+    metric_for_best: str | None = None  # None: the task's primary metric (micro_f1 with multi_label)
+    multi_label: bool = False
+    label_separator: str = "|"
+    threshold: float = 0.5  # multi_label: a label is predicted when its probability reaches it
+    long_text: str = "truncate"  # truncate | head-tail | sliding
+    stride: int | None = None  # sliding: tokens consecutive windows share; None: max_length // 2
+    report_to: tuple[str, ...] = ()  # experiment trackers: tensorboard, wandb, mlflow
+    # Batches of similar-length rows (docs/performance.md); no flag: off only to measure what it gives.
+    length_bucketing: bool = True
 
     @property
     def is_tiny(self) -> bool:
@@ -129,6 +144,12 @@ class TrainConfig(_Settings):
         config = self.replace(
             learning_rate=self.learning_rate if self.learning_rate is not None else defaults["learning_rate"],
             epochs=self.epochs if self.epochs is not None else defaults["epochs"],
+        )
+        from roberta_ft.imbalance import parse_class_weights
+        from roberta_ft.tracking import parse_report_to
+
+        config = config.replace(
+            class_weights=parse_class_weights(config.class_weights), report_to=parse_report_to(config.report_to)
         )
         config.validate()
         return config
@@ -144,8 +165,23 @@ class TrainConfig(_Settings):
         _check_positive("eval_batch_size", self.eval_batch_size, integer=True)
         _check_positive("early_stopping_patience", self.early_stopping_patience, allow_none=True, integer=True)
         _check_positive("adam_epsilon", self.adam_epsilon)
+        _check_positive("save_every", self.save_every, allow_none=True, integer=True)
+        _check_positive("keep_checkpoints", self.keep_checkpoints, integer=True)
+        if not isinstance(self.skip_nonfinite, int) or isinstance(self.skip_nonfinite, bool) or self.skip_nonfinite < 0:
+            raise ConfigError(
+                f"--skip-nonfinite must be a non-negative integer, got {self.skip_nonfinite!r}",
+                "pass e.g. --skip-nonfinite 3",
+            )
         if self.max_length < 8:
             raise ConfigError(f"--max-length must be at least 8, got {self.max_length}", "pass e.g. --max-length 256")
+        if self.is_tiny:
+            from roberta_ft.modeling import TINY_MAX_LENGTH
+
+            if self.max_length > TINY_MAX_LENGTH:
+                raise ConfigError(
+                    f"--max-length {self.max_length} is more than model 'tiny' supports ({TINY_MAX_LENGTH} tokens)",
+                    f"pass --max-length {TINY_MAX_LENGTH} or less",
+                )
         if not 0 < self.validation_split < 1:
             raise ConfigError(
                 f"--validation-split must be between 0 and 1, got {self.validation_split!r}", "pass e.g. 0.1"
@@ -169,6 +205,7 @@ class TrainConfig(_Settings):
         _check_choice("precision", self.precision, PRECISIONS)
         if not self.output:
             raise ConfigError("no output directory given", "pass --output DIR")
+        _check_data_options(self)
 
 
 @dataclass(frozen=True)
@@ -190,6 +227,10 @@ class EvalConfig(_Settings):
     metric: str | None = None
     drop_invalid: bool = False
     trust_remote_code: bool = False
+    threshold: float | None = None  # multi-label models; None: the training threshold
+    long_text: str | None = None  # None: the training --long-text (and --stride)
+    stride: int | None = None
+    report: str | None = None  # eval_report.json path; None: into the model directory
 
     def validate(self) -> None:
         from roberta_ft.runtime import DEVICES, PRECISIONS
@@ -198,6 +239,7 @@ class EvalConfig(_Settings):
         _check_positive("max_length", self.max_length, allow_none=True, integer=True)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_data_options(self)
 
 
 @dataclass(frozen=True)
@@ -213,6 +255,14 @@ class PredictConfig(_Settings):
     chunk_lines: int = 8192  # lines read, sorted and predicted at a time: memory stays flat
     overwrite: bool = False
     trust_remote_code: bool = False
+    # When INPUT names a task dataset (e.g. glue/sst2): its split, data folder, and a submission folder.
+    split: str = "test"
+    data_dir: str | None = None  # None: the data dir the model was trained with
+    submission: str | None = None  # a folder for the task's leaderboard file (GLUE: SST-2.tsv ...)
+    top_k: int | None = None  # the K best labels with their probabilities
+    threshold: float | None = None  # multi-label models; None: the training threshold
+    long_text: str | None = None  # None: the training --long-text (and --stride)
+    stride: int | None = None
 
     def validate(self) -> None:
         from roberta_ft.runtime import DEVICES, PRECISIONS
@@ -222,6 +272,23 @@ class PredictConfig(_Settings):
         _check_positive("chunk_lines", self.chunk_lines, integer=True)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_positive("top_k", self.top_k, allow_none=True, integer=True)
+        _check_data_options(self)
+
+
+def _check_data_options(settings) -> None:
+    """--threshold, --long-text and --stride, shared by train, eval and predict."""
+    threshold = settings.threshold
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1
+    ):
+        raise ConfigError(f"--threshold must be between 0 and 1, got {threshold!r}", "pass e.g. --threshold 0.5")
+    if not getattr(settings, "label_separator", "|"):
+        raise ConfigError("--label-separator must not be empty", "pass e.g. --label-separator '|'")
+    if settings.long_text is not None or settings.stride is not None:
+        from roberta_ft.long_text import check_options
+
+        check_options(settings.long_text or "sliding", settings.stride, settings.max_length)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -13,10 +13,19 @@ from rich.table import Table
 stderr = Console(stderr=True)
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a `torchrun`/`accelerate launch` run, or a plain single process."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup_logging(verbose: bool, quiet: bool) -> None:
     from rich.logging import RichHandler
 
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    if not is_main_process():
+        level = max(level, logging.WARNING)  # one process speaks for a data-parallel run
     handler = RichHandler(console=stderr, show_time=False, show_path=verbose, markup=False, rich_tracebacks=verbose)
     root = logging.getLogger("roberta_ft")
     root.handlers[:] = [handler]
@@ -120,7 +129,8 @@ def metrics_table(result: dict[str, Any]) -> Table:
     for name, value in result["metrics"].items():
         row = [name, f"{value:.4f}"]
         if published:
-            row.append(f"{published['value']:.1f}" if name == published.get("metric") else "")
+            # Published values are fractions like the measured ones (roberta_ft.recipes.published_score).
+            row.append(f"{published['value']:.4f}" if name == published.get("metric") else "")
         table.add_row(*row)
     return table
 
@@ -133,6 +143,16 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
         per_class.add_row(
             name, f"{values['precision']:.4f}", f"{values['recall']:.4f}", f"{values['f1']:.4f}", str(values["support"])
         )
+    if report["per_class"]:  # the unweighted mean over labels: what a rare label's misses pull down
+        rows = list(report["per_class"].values())
+        per_class.add_section()
+        per_class.add_row(
+            "macro average",
+            *(f"{sum(row[key] for row in rows) / len(rows):.4f}" for key in ("precision", "recall", "f1")),
+            str(sum(row["support"] for row in rows)),
+        )
+    if "confusion_matrix" not in report:  # multi-label: a row may have any number of labels
+        return [per_class]
     confusion = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
     confusion.add_column("")
     for name in report["labels"]:
@@ -140,3 +160,28 @@ def report_tables(report: dict[str, Any]) -> list[Table]:
     for name, row in zip(report["labels"], report["confusion_matrix"], strict=True):
         confusion.add_row(name, *map(str, row))
     return [per_class, confusion]
+
+
+def seeds_table(result: dict[str, Any]) -> Table:
+    """One row per metric of the best epochs: median, mean, std, min, max and each seed's value."""
+    table = Table(title=f"{result['task']} · {len(result['seeds'])} seeds · best epochs", title_justify="left")
+    table.add_column("metric")
+    for column in ("median", "mean", "std", "min", "max", *(f"seed {seed}" for seed in result["seeds"])):
+        table.add_column(column, justify="right")
+    for name, stats in result["summary"].items():
+        shown = [stats[key] for key in ("median", "mean", "std", "min", "max")] + stats["values"]
+        table.add_row(name + (" *" if name == result["primary_metric"] else ""), *(f"{v:.4f}" for v in shown))
+    return table
+
+
+def glue_table(report: dict[str, Any]) -> Table:
+    """Each task's GLUE score (its official metrics averaged, 0-100) and the GLUE average."""
+    table = Table(title="GLUE score (dev)", title_justify="left")
+    table.add_column("task")
+    table.add_column("examples", justify="right")
+    table.add_column("score", justify="right")
+    for result in report["tasks"]:
+        table.add_row(result["task"], str(result["num_examples"]), f"{report['scores'][result['task']]:.1f}")
+    table.add_section()
+    table.add_row("average", "", f"{report['glue_average']:.1f}", style="bold")
+    return table

@@ -99,6 +99,8 @@ def read_table(path: str | Path, format: str | None = None, encoding: str = "utf
 
 def _read_delimited(path: Path, text: str, fmt: str) -> Table:
     delimiter = "," if fmt == "csv" else "\t"
+    # The csv module refuses fields over 128 KiB; a long text is truncated at tokenization instead.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
@@ -152,6 +154,10 @@ def _read_jsonl(path: Path, text: str) -> Table:
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"{path}: line {number} is not valid JSON ({exc.msg})", "write one JSON object per line"
+            ) from None
+        except RecursionError:
+            raise DataError(
+                f"{path}: line {number} is nested too deeply", "write one flat JSON object per line"
             ) from None
         if not isinstance(record, dict):
             raise DataError(
@@ -397,6 +403,13 @@ def sort_label_names(names: set[str] | Sequence[str]) -> list[str]:
         return sorted(names)
 
 
+def _label_index(label: str, count: int) -> int | None:
+    """The index an integer-coded label stands for ("2" -> 2), or None (ASCII digits only: int("²") fails)."""
+    if label.isascii() and label.isdigit() and len(label) <= len(str(count)):
+        return int(label) if int(label) < count else None
+    return None
+
+
 @dataclass(frozen=True)
 class LabelMap:
     names: tuple[str, ...]
@@ -420,7 +433,7 @@ class LabelMap:
             unknown = sorted(n for n in seen if n.lower() not in known)
             if not unknown:
                 return cls(tuple(task.label_names))
-            if all(n.isdigit() and int(n) < len(task.label_names) for n in seen):
+            if all(_label_index(n, len(task.label_names)) is not None for n in seen):
                 return cls(tuple(task.label_names))  # integer-coded labels in the task's order
             raise DataError(
                 f"labels {', '.join(map(repr, unknown[:5]))} are not labels of task {task.name!r}",
@@ -437,8 +450,8 @@ class LabelMap:
             found = lookup.get(label)
             if found is None:
                 found = lower.get(label.lower())
-            if found is None and label.isdigit() and not any(n.isdigit() for n in self.names):
-                found = int(label) if int(label) < len(self.names) else None  # integer-coded task labels
+            if found is None and not any(n.isdigit() for n in self.names):
+                found = _label_index(label, len(self.names))  # integer-coded task labels
             if found is None:
                 unknown.setdefault(label, lines[i] if lines is not None else i + 1)
                 found = -1
@@ -534,7 +547,9 @@ def encode_dataset(
 ) -> Encoded:
     texts = dataset["text"]
     pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
-    ids, types, truncated = tokenize(tokenizer, texts, pairs, max_length)
+    from roberta_ft.token_cache import cached_tokenize  # tokenized once, then read back on later runs
+
+    ids, types, truncated = cached_tokenize(tokenizer, texts, pairs, max_length)
     targets = None
     if "label" in dataset.column_names:
         labels = dataset["label"]
@@ -586,6 +601,15 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Batches for inference: longest first (a memory problem shows up at once), minimal padding."""
     order = np.argsort(-lengths, kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def padding_multiple(device_type: str) -> int:
+    """What to round batch widths up to: 8 on CUDA (tensor-core tiles); 1 elsewhere.
+
+    On the CPU the extra tokens are pure cost: padding SST-2-length batches to multiples of 8 made
+    MiniLM training ~25% slower here (docs/performance.md).
+    """
+    return 8 if device_type == "cuda" else 1
 
 
 def collate(

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from roberta_ft import artifacts
+from roberta_ft import artifacts, inference, long_text, multilabel, reports
 from roberta_ft.config import EvalConfig
-from roberta_ft.data import LabelMap, encode_dataset, load_source
+from roberta_ft.data import LabelMap, is_file_source, load_source
 from roberta_ft.errors import ConfigError
-from roberta_ft.registry import Task
+from roberta_ft.recipes import published_score
+from roberta_ft.registry import Task, available_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,27 @@ def align_labels(model_names: list[str], task: Task) -> tuple[LabelMap, np.ndarr
     return task_map, permutation
 
 
+def align_model_to_task(model_config, task: Task) -> tuple[LabelMap | None, np.ndarray | None]:
+    """Check that the model's head fits the task; then align_labels (None, None for regression)."""
+    regression = model_config.problem_type == "regression" or model_config.num_labels == 1
+    if regression != task.is_regression:
+        raise ConfigError(
+            f"task {task.name!r} is {'a regression' if task.is_regression else 'a classification'} task but the "
+            f"model has {model_config.num_labels} output(s)",
+            "use a model trained for this task, or pass the right --task",
+        )
+    return (None, None) if regression else align_labels(model_label_names(model_config), task)
+
+
+def to_task_order(logits: np.ndarray, permutation: np.ndarray | None) -> np.ndarray:
+    """Logit columns moved from the model's label order into the task's (see align_labels)."""
+    if permutation is None:
+        return logits
+    reordered = np.empty_like(logits)
+    reordered[:, permutation] = logits
+    return reordered
+
+
 def evaluate(config: EvalConfig) -> EvalResult:
     from roberta_ft.loop import predict_logits
     from roberta_ft.modeling import load_trained
@@ -94,18 +116,13 @@ def evaluate(config: EvalConfig) -> EvalResult:
     model_dir = artifacts.check_model_dir(config.model_dir)
     run = artifacts.read_run_config(model_dir)
     trained = run.get("config", {})
-    task = resolve_task(config.task or run.get("task"), config.data)
+    # DATA naming a task (glue/mnli-mm for a glue/mnli model) is evaluated as that task.
+    names_task = not is_file_source(config.data) and config.data in available_tasks()
+    task = resolve_task(config.task or (None if names_task else run.get("task")), config.data)
     runtime = resolve_runtime(config.device, config.precision)
     model, tokenizer = load_trained(model_dir, trust_remote_code=config.trust_remote_code)
 
-    regression = task.is_regression
-    if regression != (model.config.problem_type == "regression" or model.config.num_labels == 1):
-        raise ConfigError(
-            f"task {task.name!r} is {'a regression' if task.is_regression else 'a classification'} task but the "
-            f"model has {model.config.num_labels} output(s)",
-            "evaluate with a model trained for this task, or pass the right --task",
-        )
-    label_map, permutation = (None, None) if regression else align_labels(model_label_names(model.config), task)
+    label_map, permutation = align_model_to_task(model.config, task)
 
     def pick(option: str):
         given = getattr(config, option)
@@ -129,21 +146,45 @@ def evaluate(config: EvalConfig) -> EvalResult:
             "pass --text-pair-column naming the second text column",
         )
     max_length = config.max_length or trained.get("max_length") or min(512, tokenizer.model_max_length)
-    encoded = encode_dataset(dataset, tokenizer, max_length, label_map, source=str(config.data))
+    reading = inference.reading(config, run, model.config, max_length)
+    if reading.multi_label:
+        label_map = multilabel.MultiLabelMap(label_map.names, reading.separator)
+    texts = long_text.encode_dataset(
+        dataset,
+        tokenizer,
+        max_length,
+        label_map,
+        source=str(config.data),
+        strategy=reading.long_text,
+        stride=reading.stride,
+    )
+    encoded, targets = texts.encoded, texts.text_targets
 
     accelerator = make_accelerator(runtime)
     model = model.to(accelerator.device)
     logger.info("Device %s, precision %s (%s)", runtime.device, runtime.precision, runtime.reason)
     logits = predict_logits(model, encoded, config.batch_size, accelerator=accelerator, pad_id=tokenizer.pad_token_id)
-    if permutation is not None:
-        reordered = np.empty_like(logits)
-        reordered[:, permutation] = logits
-        logits = reordered
-    metrics = make_metric_function(task, label_map, config.metric)(logits, encoded.targets)
+    logits = to_task_order(texts.per_text(logits), permutation)
+    if reading.multi_label:
+        metrics = multilabel.metric_function(reading.threshold)(logits, targets)
+    else:
+        metrics = make_metric_function(task, label_map, config.metric)(logits, targets)
     extras: dict[str, Any] = {"model_dir": str(model_dir), "data": str(config.data)}
+    # Published numbers are dev-set scores: shown only for the task's own dev split.
+    if names_task and config.split in ("validation", task.splits.get("validation")):
+        published = published_score(task, run)
+        if published is not None:
+            extras["published"] = published
     if label_map is not None:
-        extras["report"] = classification_report(logits.argmax(-1), encoded.targets, label_map.names)
-    return EvalResult(task.name, config.split, len(encoded), metrics, extras)
+        threshold = reading.threshold if reading.multi_label else None
+        extras["report"] = reports.label_report(logits, targets, label_map.names, threshold=threshold)
+    result = EvalResult(task.name, config.split, texts.num_texts, metrics, extras)
+    report_path, picture = reports.eval_report_paths(model_dir, config.report)
+    written = reports.write_eval_report(result.to_dict(), report_path, picture, required=config.report is not None)
+    if written:
+        logger.info("Wrote %s", " and ".join(written.values()))
+        result.extras["files"] = written
+    return result
 
 
 def classification_report(predictions: np.ndarray, references: np.ndarray, names) -> dict[str, Any]:

@@ -6,14 +6,16 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from roberta_ft.data import Encoded, bucketed_batches, collate, sorted_batches
+from roberta_ft.checkpoint import Checkpoint, Checkpointer, set_rng_state
+from roberta_ft.data import Encoded, bucketed_batches, collate, padding_multiple, sorted_batches
 from roberta_ft.errors import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,12 @@ class LoopSettings:
     adam_betas: tuple[float, float] = (0.9, 0.98)
     adam_epsilon: float = 1e-6
     regression: bool = False
+    save_every: int | None = None  # optimizer steps between checkpoints; None: every save_every_seconds
+    save_every_seconds: float | None = 600.0
+    skip_nonfinite: int = 0  # non-finite steps skipped (with a warning) before the run stops
+    class_weights: tuple[float, ...] | None = None  # per label id, in the cross-entropy loss
+    multi_label: bool = False  # sigmoid/BCE over multi-hot targets
+    length_bucketing: bool = True  # batches of similar-length rows (False: plain shuffled batches)
 
 
 class Progress(Protocol):
@@ -85,6 +93,8 @@ class History:
     train_seconds: float = 0.0
     train_samples: int = 0
     stopped_early: bool = False
+    # {"step", "epoch", "loss", "learning_rate"} whenever the loss is read: the mean loss since the last record.
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def train_samples_per_second(self) -> float:
@@ -122,10 +132,14 @@ def _to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, 
     return {key: torch.from_numpy(value).to(device, non_blocking=True) for key, value in batch.items()}
 
 
-def compute_loss(logits: torch.Tensor, targets: torch.Tensor, regression: bool, class_weights=None) -> torch.Tensor:
+def compute_loss(
+    logits: torch.Tensor, targets: torch.Tensor, regression: bool, class_weights=None, multi_label: bool = False
+) -> torch.Tensor:
     logits = logits.float()
     if regression:
         return torch.nn.functional.mse_loss(logits.squeeze(-1), targets.float())
+    if multi_label:  # one sigmoid per label; targets are multi-hot rows
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
     return torch.nn.functional.cross_entropy(logits, targets, weight=class_weights)
 
 
@@ -134,6 +148,34 @@ def shard(batches: list[np.ndarray], process_index: int, num_processes: int) -> 
     if num_processes == 1:
         return batches
     return [np.array_split(batch, num_processes)[process_index] for batch in batches]
+
+
+@dataclass
+class LoopState:
+    """Where a run stands: everything besides tensors that a checkpoint must carry to resume it exactly."""
+
+    step: int = 0  # optimizer steps done (skipped non-finite steps included)
+    epoch: int = 0  # the epoch in progress (0-based)
+    batches_done: int = 0  # global batches of that epoch done
+    running_count: int = 0  # samples in the epoch's running loss
+    micro_batch: int = 1  # samples per forward pass on one process (halved on out-of-memory)
+    epochs_without_improvement: int = 0
+    skipped_nonfinite: int = 0
+    # The epoch's loss sum and sample count at the last History.steps record.
+    logged_loss: float = 0.0
+    logged_count: int = 0
+    history: History = field(default_factory=History)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LoopState:
+        return cls(**{**values, "history": History(**values["history"])})
+
+
+# torch.OutOfMemoryError is torch >= 2.5; torch.cuda.OutOfMemoryError is the same class.
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def train(
@@ -147,14 +189,20 @@ def train(
     metrics: Callable[[np.ndarray], dict[str, float]],
     on_best: Callable[[torch.nn.Module, dict[str, Any]], None],
     progress: Progress | None = None,
+    checkpoints: Checkpointer | None = None,
+    resume: Checkpoint | None = None,
+    train_lines: Sequence[int] | None = None,
 ) -> History:
     """Fine-tune `model`; evaluate each epoch; call `on_best` whenever the primary metric improves.
 
     `metrics(logits)` turns validation logits (in the validation data's order) into named metrics.
+    With `checkpoints`, the whole training state is saved every `settings.save_every` steps (else every
+    `settings.save_every_seconds`) and after every epoch; `resume` continues from such a checkpoint
+    exactly where it was taken. `train_lines` (the file line of each training row) make error messages
+    point at the data.
     """
     progress = progress or LogProgress()
     processes = accelerator.num_processes
-    micro_batch = settings.batch_size // (settings.gradient_accumulation * processes)
     lengths = train_data.lengths
     steps_per_epoch = math.ceil(len(train_data) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
@@ -166,99 +214,308 @@ def train(
     model, optimizer = accelerator.prepare(model, optimizer)
     targets = torch.from_numpy(train_data.targets)
 
-    history = History()
-    best_value = -math.inf if settings.greater_is_better else math.inf
-    epochs_without_improvement = 0
-    step = 0
+    state = LoopState(micro_batch=settings.batch_size // (settings.gradient_accumulation * processes))
+    running_loss = torch.zeros((), device=accelerator.device)  # the epoch's summed loss, on the device
+    rng = None
+    if resume is not None:
+        saved = resume.load(
+            accelerator.unwrap_model(model), optimizer, scheduler, accelerator.scaler, accelerator.device
+        )
+        state = LoopState.from_dict(resume.meta["loop"])
+        running_loss = saved["tensors"]["running_loss"].to(accelerator.device)
+        rng = saved["rng"]
+        logger.info("Resuming from checkpoint %s", resume.describe())
+        if state.epoch >= settings.epochs or state.history.stopped_early:
+            logger.info("The run was already complete: nothing left to train")
+    history = state.history
+
+    def save_checkpoint() -> None:
+        if checkpoints is not None:
+            checkpoints.save(
+                step=state.step,
+                epoch=state.epoch,
+                batches_done=state.batches_done,
+                loop_state=state.to_dict(),
+                model=accelerator.unwrap_model(model),
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=accelerator.scaler,
+                tensors={"running_loss": running_loss},
+            )
+
+    best_value = _best_value(history, settings)
     progress.start(total_steps, settings.epochs)
     try:
-        for epoch in range(settings.epochs):
+        if rng is not None:
+            # Last, so the random numbers drawn from here on are those the interrupted run would have drawn.
+            set_rng_state(rng)
+        while state.epoch < settings.epochs and not history.stopped_early:
+            epoch = state.epoch
             model.train()
-            # Global batches of `batch_size` samples, bucketed by length, then split into micro-batches.
-            global_batches = bucketed_batches(lengths, settings.batch_size, seed=settings.seed, epoch=epoch)
-            epoch_start = time.perf_counter()
-            running_loss = torch.zeros((), device=accelerator.device)
-            running_count = 0
+            # Global batches of `batch_size` samples, bucketed by length: a function of (seed, epoch) only,
+            # so a resumed run skips the batches already done and sees the same ones after them.
+            pools = 64 if settings.length_bucketing else 1  # 1: each batch sorted only within itself, i.e. unbucketed
+            global_batches = bucketed_batches(
+                lengths, settings.batch_size, seed=settings.seed, epoch=epoch, bucket_batches=pools
+            )
+            clock = time.perf_counter()
             shown_loss = math.nan
-            for global_batch in global_batches:
-                local = shard([global_batch], accelerator.process_index, processes)[0]
-                micro_batches = [local[i : i + micro_batch] for i in range(0, len(local), micro_batch)] or [local]
-                for k, indices in enumerate(micro_batches):
-                    batch = _to_device(
-                        collate(train_data.input_ids, indices, pad_id, token_type_ids=train_data.token_type_ids),
-                        accelerator.device,
-                    )
-                    batch_targets = targets[indices].to(accelerator.device, non_blocking=True)
-                    last = k == len(micro_batches) - 1
-                    # Gradients are all-reduced once per optimizer step, not per micro-batch.
-                    context = accelerator.no_sync(model) if not last else contextlib.nullcontext()
-                    with context:
-                        with accelerator.autocast():
-                            logits = model(**batch).logits
-                        loss = compute_loss(logits, batch_targets, settings.regression)
-                        # Weight each micro-batch by its share of the global batch, so the step is a mean over samples.
-                        accelerator.backward(loss * (len(indices) * processes / len(global_batch)))
-                    running_loss += loss.detach() * len(indices)
-                    running_count += len(indices)
+            for global_batch in global_batches[state.batches_done :]:
+                step_loss, samples = _accumulate_gradients_or_shrink(
+                    model, optimizer, train_data, targets, global_batch, state, accelerator, pad_id, settings
+                )
+                grad_norm = None
                 if settings.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                optimizer.step()
-                if not accelerator.optimizer_step_was_skipped:
-                    scheduler.step()
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+                fault = _nonfinite(step_loss, grad_norm if accelerator.scaler is None else None, accelerator)
+                if fault is None:
+                    optimizer.step()
+                    if not accelerator.optimizer_step_was_skipped:
+                        scheduler.step()
+                    running_loss += step_loss
+                    state.running_count += samples
+                else:
+                    state.skipped_nonfinite += 1
+                    where = _describe_step(state, len(global_batches), global_batch, train_lines, scheduler)
+                    if state.skipped_nonfinite > settings.skip_nonfinite:
+                        raise TrainingError(
+                            f"the training {fault} at {where}",
+                            _nonfinite_hint(checkpoints, settings.skip_nonfinite, history.best is not None),
+                        )
+                    logger.warning(
+                        "The training %s at %s: skipping this step (%d of --skip-nonfinite %d)",
+                        fault,
+                        where,
+                        state.skipped_nonfinite,
+                        settings.skip_nonfinite,
+                    )
+                    if accelerator.scaler is not None:
+                        _close_scaler_step(accelerator.scaler, optimizer)
+                    with warnings.catch_warnings():  # torch warns when the very first step is skipped
+                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                        scheduler.step()  # the batch is spent: keep the schedule in step with the data
                 optimizer.zero_grad(set_to_none=True)
-                step += 1
-                elapsed = history.train_seconds + time.perf_counter() - epoch_start
-                done = history.train_samples + running_count * processes
-                if _should_read(step):
-                    shown_loss = float(running_loss) / max(1, running_count)
+                state.step += 1
+                state.batches_done += 1
+                now = time.perf_counter()
+                history.train_seconds += now - clock
+                clock = now
+                if _should_read(state.step):
+                    loss_total = float(running_loss)
+                    shown_loss = loss_total / max(1, state.running_count)
+                    if state.running_count > state.logged_count:
+                        history.steps.append(
+                            {
+                                "step": state.step,
+                                "epoch": epoch + state.batches_done / len(global_batches),
+                                "loss": (loss_total - state.logged_loss) / (state.running_count - state.logged_count),
+                                "learning_rate": scheduler.get_last_lr()[0],
+                            }
+                        )
+                        state.logged_loss, state.logged_count = loss_total, state.running_count
+                done = history.train_samples + state.running_count * processes
                 progress.step(
-                    step,
-                    epoch + (step - epoch * steps_per_epoch) / steps_per_epoch,
+                    state.step,
+                    epoch + state.batches_done / len(global_batches),
                     shown_loss,
                     scheduler.get_last_lr()[0],
-                    done / elapsed if elapsed else 0.0,
+                    done / history.train_seconds if history.train_seconds else 0.0,
                 )
+                # The last batch of an epoch is checkpointed after the evaluation, below.
+                if state.batches_done < len(global_batches) and _checkpoint_due(state.step, settings, checkpoints):
+                    save_checkpoint()
+                    clock = time.perf_counter()  # time spent saving is not training time
             if accelerator.device.type == "cuda":
                 torch.cuda.synchronize()
-            history.train_seconds += time.perf_counter() - epoch_start
+            history.train_seconds += time.perf_counter() - clock
             history.train_samples += len(train_data)
-            epoch_loss = accelerator.reduce(running_loss, reduction="sum").item() / max(1, running_count * processes)
-            if not math.isfinite(epoch_loss):
-                raise TrainingError(
-                    f"the training loss became {epoch_loss} in epoch {epoch + 1}",
-                    "lower --learning-rate, use --precision fp32, or check the data",
-                )
+            epoch_loss = accelerator.reduce(running_loss, reduction="sum").item() / max(
+                1, state.running_count * processes
+            )
 
             logits = predict_logits(
                 model, validation_data, settings.eval_batch_size, accelerator=accelerator, pad_id=pad_id
             )
             scores = metrics(logits)
-            record = {"epoch": epoch + 1, "step": step, "train_loss": epoch_loss, **scores}
+            record = {"epoch": epoch + 1, "step": state.step, "train_loss": epoch_loss, **scores}
             history.epochs.append(record)
             value = scores[settings.primary_metric]
             improved = value > best_value if settings.greater_is_better else value < best_value
             if improved or history.best is None:
                 best_value = value
                 history.best = dict(record)
-                epochs_without_improvement = 0
+                state.epochs_without_improvement = 0
                 on_best(accelerator.unwrap_model(model), record)
             else:
-                epochs_without_improvement += 1
+                state.epochs_without_improvement += 1
             progress.epoch_end(epoch + 1, record, improved)
             if (
                 settings.early_stopping_patience is not None
-                and epochs_without_improvement >= settings.early_stopping_patience
+                and state.epochs_without_improvement >= settings.early_stopping_patience
             ):
                 logger.info(
                     "Early stopping: %s has not improved for %d epoch(s)",
                     settings.primary_metric,
-                    epochs_without_improvement,
+                    state.epochs_without_improvement,
                 )
                 history.stopped_early = True
-                break
+            state.epoch, state.batches_done, state.running_count = epoch + 1, 0, 0
+            state.logged_loss, state.logged_count = 0.0, 0
+            running_loss.zero_()
+            save_checkpoint()
     finally:
         progress.stop()
     return history
+
+
+def _best_value(history: History, settings: LoopSettings) -> float:
+    if history.best is not None:
+        return history.best[settings.primary_metric]
+    return -math.inf if settings.greater_is_better else math.inf
+
+
+def _checkpoint_due(step: int, settings: LoopSettings, checkpoints: Checkpointer | None) -> bool:
+    if checkpoints is None:
+        return False
+    if settings.save_every is not None:
+        return step % settings.save_every == 0
+    return settings.save_every_seconds is not None and checkpoints.seconds_since_last() >= settings.save_every_seconds
+
+
+def _accumulate_gradients_or_shrink(
+    model, optimizer, train_data, targets, global_batch, state: LoopState, accelerator, pad_id, settings
+) -> tuple[torch.Tensor, int]:
+    """Forward and backward one global batch; on out-of-memory, halve the micro-batch and redo it.
+
+    Halving the micro-batch doubles the accumulation steps, so the optimizer step is over the same
+    samples, weighted the same: only the memory use changes.
+    """
+    while True:
+        try:
+            return _accumulate_gradients(
+                *(model, train_data, targets, global_batch, state.micro_batch, accelerator, pad_id),
+                settings.regression,
+                class_weights=settings.class_weights,
+                multi_label=settings.multi_label,
+            )
+        except OutOfMemoryError:
+            if state.micro_batch == 1:
+                raise TrainingError(
+                    f"out of {accelerator.device.type.upper()} memory at step {state.step + 1} even with one sample "
+                    "per forward pass",
+                    "lower --max-length, use --precision bf16 or fp16, or pick a smaller --model",
+                ) from None
+            smaller = state.micro_batch // 2
+        # Outside the except block, so the failed attempt's tensors are freed before retrying.
+        optimizer.zero_grad(set_to_none=True)
+        if accelerator.device.type == "cuda":
+            torch.cuda.empty_cache()
+        local = math.ceil(len(global_batch) / accelerator.num_processes)
+        logger.warning(
+            "Out of memory at step %d with %d samples per forward pass: retrying with %d x %d accumulation steps "
+            "(the same --batch-size %d)",
+            state.step + 1,
+            state.micro_batch,
+            smaller,
+            math.ceil(local / smaller),
+            settings.batch_size,
+        )
+        state.micro_batch = smaller
+
+
+def _accumulate_gradients(
+    model,
+    train_data: Encoded,
+    targets,
+    global_batch,
+    micro_batch: int,
+    accelerator,
+    pad_id: int,
+    regression: bool,
+    *,
+    class_weights: Sequence[float] | None = None,
+    multi_label: bool = False,
+) -> tuple[torch.Tensor, int]:
+    """Accumulate one global batch's gradients over micro-batches; returns the summed loss and the sample count."""
+    processes = accelerator.num_processes
+    local = shard([global_batch], accelerator.process_index, processes)[0]
+    micro_batches = [local[i : i + micro_batch] for i in range(0, len(local), micro_batch)] or [local]
+    loss_sum = torch.zeros((), device=accelerator.device)
+    weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32).to(accelerator.device)
+    for k, indices in enumerate(micro_batches):
+        batch = _to_device(
+            collate(
+                train_data.input_ids,
+                indices,
+                pad_id,
+                token_type_ids=train_data.token_type_ids,
+                pad_to_multiple_of=padding_multiple(accelerator.device.type),
+            ),
+            accelerator.device,
+        )
+        batch_targets = targets[indices].to(accelerator.device, non_blocking=True)
+        last = k == len(micro_batches) - 1
+        # Gradients are all-reduced once per optimizer step, not per micro-batch.
+        context = accelerator.no_sync(model) if not last else contextlib.nullcontext()
+        with context:
+            with accelerator.autocast():
+                logits = model(**batch).logits
+            loss = compute_loss(logits, batch_targets, regression, weights, multi_label)
+            # Weight each micro-batch by its share of the global batch, so the step is a mean over samples.
+            accelerator.backward(loss * (len(indices) * processes / len(global_batch)))
+        loss_sum += loss.detach() * len(indices)
+    return loss_sum, len(local)
+
+
+def _nonfinite(loss_sum: torch.Tensor, grad_norm: torch.Tensor | None, accelerator) -> str | None:
+    """What went non-finite in this step, if anything (one device sync per optimizer step)."""
+    values = torch.stack(
+        [loss_sum.float(), torch.zeros_like(loss_sum.float()) if grad_norm is None else grad_norm.float()]
+    )
+    finite = torch.isfinite(values).to(torch.float32)
+    if accelerator.num_processes > 1:
+        finite = accelerator.reduce(finite, reduction="mean")  # all processes agree to skip or stop
+    finite = finite.tolist()
+    if finite[0] < 1:
+        return f"loss became {float(loss_sum):g}"
+    if finite[1] < 1:
+        return f"gradient norm became {float(grad_norm):g}"
+    return None
+
+
+def _close_scaler_step(scaler, optimizer) -> None:
+    """End a skipped step for the fp16 gradient scaler, as its own skipped step would (else its next unscale_ fails)."""
+    try:
+        scaler.unscale_(getattr(optimizer, "optimizer", optimizer))
+    except RuntimeError:
+        pass  # already unscaled, by the gradient clipping
+    scaler.update()
+
+
+def _describe_step(state: LoopState, batches: int, global_batch, train_lines, scheduler) -> str:
+    where = f"step {state.step + 1} (epoch {state.epoch + 1}, batch {state.batches_done + 1} of {batches}"
+    if train_lines is not None:
+        lines = sorted(int(train_lines[i]) for i in global_batch)
+        shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+        where += f", rows at lines {shown}"
+    return where + f"; learning rate {scheduler.get_last_lr()[0]:.2e})"
+
+
+def _nonfinite_hint(checkpoints: Checkpointer | None, allowed: int, has_best: bool) -> str:
+    kept = []
+    if checkpoints is not None and checkpoints.last is not None:
+        kept.append(f"the last good checkpoint is {checkpoints.last}")
+    if has_best:
+        kept.append("the best model so far is kept")
+    skip = f"--skip-nonfinite {max(1, allowed * 2)}"
+    if checkpoints is not None and checkpoints.last is not None:
+        advice = (
+            "lower --learning-rate, use --precision fp32 or check those rows and start over with --overwrite, "
+            f"or continue with --resume {skip} to skip such steps"
+        )
+    else:
+        advice = f"lower --learning-rate, use --precision fp32 or check those rows, or pass {skip} to skip such steps"
+    return "; ".join([*kept, advice])
 
 
 def _should_read(step: int) -> bool:
@@ -269,29 +526,41 @@ def _should_read(step: int) -> bool:
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int, *, accelerator, pad_id: int) -> np.ndarray:
     """Logits for every row of `data`, in its original order (float32 numpy)."""
+    # The bare model: a DDP wrapper has nothing to synchronise here, and processes run different batch counts.
+    model = accelerator.unwrap_model(model)
     model.eval()
     if len(data) == 0:
         return np.zeros((0, model.config.num_labels), dtype=np.float32)
-    batches = shard(sorted_batches(data.lengths, batch_size), 0, 1)
     process, processes = accelerator.process_index, accelerator.num_processes
-    mine = batches[process::processes]
-    outputs = []
-    order = []
+    # Under data parallelism each process predicts every n-th batch; the rows are put back in order below.
+    mine = sorted_batches(data.lengths, batch_size)[process::processes]
+    outputs, order = [], []
     for indices in mine:
         batch = _to_device(
-            collate(data.input_ids, indices, pad_id, token_type_ids=data.token_type_ids), accelerator.device
+            collate(
+                data.input_ids,
+                indices,
+                pad_id,
+                token_type_ids=data.token_type_ids,
+                pad_to_multiple_of=padding_multiple(accelerator.device.type),
+            ),
+            accelerator.device,
         )
         with accelerator.autocast():
             logits = model(**batch).logits
-        outputs.append(logits.float())
-        order.append(torch.from_numpy(indices))
-    local_logits = (
-        torch.cat(outputs) if outputs else torch.zeros((0, model.config.num_labels), device=accelerator.device)
-    )
-    local_order = torch.cat(order) if order else torch.zeros((0,), dtype=torch.long)
+        outputs.append(logits.float().cpu().numpy())
+        order.append(indices)
+    local_logits = np.concatenate(outputs) if outputs else np.zeros((0, model.config.num_labels), dtype=np.float32)
+    local_order = np.concatenate(order) if order else np.zeros((0,), dtype=np.int64)
     if processes > 1:
-        local_logits = accelerator.gather_for_metrics(local_logits, use_gather_object=True)
-        local_order = accelerator.gather_for_metrics(local_order.to(accelerator.device), use_gather_object=True)
+        from accelerate.utils import gather_object
+
+        # Objects, not tensors: the processes hold different row counts, and nothing is padded or duplicated.
+        parts = gather_object([(local_order, local_logits)])
+        local_order = np.concatenate([part[0] for part in parts])
+        local_logits = np.concatenate([part[1] for part in parts])
+    if len(local_order) != len(data) or len(np.unique(local_order)) != len(data):
+        raise RuntimeError(f"evaluation covered {len(local_order)} rows of {len(data)}")  # a bug, never user input
     logits = np.empty((len(data), local_logits.shape[-1]), dtype=np.float32)
-    logits[local_order.cpu().numpy()] = local_logits.cpu().numpy()
+    logits[local_order] = local_logits
     return logits

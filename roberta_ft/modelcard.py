@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
 
-def render_model_card(run_config: dict[str, Any], metrics: dict[str, Any]) -> str:
+def render_model_card(
+    run_config: dict[str, Any],
+    metrics: dict[str, Any],
+    validation_report: dict[str, Any] | None = None,
+    pictures: Sequence[str] = (),
+) -> str:
+    """README.md for the output dir: per-class results from validation_report.json, and links to `pictures`."""
     config = run_config["config"]
+    multi_label = bool(config.get("multi_label"))
     best = metrics.get("best") or {}
     scores = {k: v for k, v in best.items() if k not in ("epoch", "step", "train_loss") and isinstance(v, float)}
     base_model = None if config["model"] == "tiny" else config["model"]
@@ -16,14 +24,16 @@ def render_model_card(run_config: dict[str, Any], metrics: dict[str, Any]) -> st
     metadata: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
-        "tags": ["roberta-ft", "text-classification", run_config["task"]],
+        "tags": ["roberta-ft", "text-classification", run_config["task"]]
+        + (["multi-label-classification"] if multi_label else []),
+        "metrics": list(scores),
         "model-index": [
             {
                 "name": f"{run_config['task']} classifier",
                 "results": [
                     {
                         "task": {"type": "text-classification", "name": "Text Classification"},
-                        "dataset": {"name": dataset, "type": dataset},
+                        "dataset": {"name": dataset, "type": dataset, "split": "validation"},
                         "metrics": [{"type": name, "value": round(value, 4)} for name, value in scores.items()],
                     }
                 ],
@@ -46,7 +56,8 @@ def render_model_card(run_config: dict[str, Any], metrics: dict[str, Any]) -> st
             else "A small RoBERTa trained from scratch (`--model tiny`, not pretrained)"
         )
         + f" with [roberta-ft](https://pypi.org/project/roberta-ft/) on `{dataset}` "
-        f"({run_config['num_train_examples']} training rows, validated on {run_config['validation_source']}, "
+        f"({run_config['num_train_examples']} training rows, validated on "
+        f"{str(run_config['validation_source']).replace(str(config['data']), dataset)}, "
         f"{run_config['num_validation_examples']} rows).",
         "",
     ]
@@ -55,10 +66,19 @@ def render_model_card(run_config: dict[str, Any], metrics: dict[str, Any]) -> st
     lines += ["## Results (validation, best epoch)", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {name} | {value:.4f} |" for name, value in scores.items()]
     if best:
-        lines += ["", f"Best epoch: {best.get('epoch')} of {len(metrics.get('epochs', []))}.", ""]
+        chosen_by = metrics.get("primary_metric")
+        lines += [
+            "",
+            f"Best epoch: {best.get('epoch')} of {len(metrics.get('epochs', []))}, chosen by {chosen_by}.",
+            "",
+        ]
+    lines += _per_class_lines(validation_report)
+    for name in pictures:
+        lines += [f"![{_PICTURES.get(name, name)}]({name})", ""]
     settings = ["learning_rate", "epochs", "batch_size", "max_length", "warmup_ratio", "weight_decay", "seed"]
     lines += ["## Training settings", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {name} | {config[name]} |" for name in settings]
+    lines += _data_setting_lines(run_config)
     lines += [
         f"| device / precision | {run_config['device']} / {run_config['precision']} |",
         "",
@@ -68,12 +88,80 @@ def render_model_card(run_config: dict[str, Any], metrics: dict[str, Any]) -> st
         "from transformers import pipeline",
         "",
         'classifier = pipeline("text-classification", model="PATH/TO/THIS/DIR")',
-        'classifier("An example text")',
+        *(
+            [
+                f"# One sigmoid per label: keep those with a score of at least {config.get('threshold', 0.5)}",
+                'scores = classifier("An example text", top_k=None)',
+                f'labels = [s["label"] for s in scores if s["score"] >= {config.get("threshold", 0.5)}]',
+            ]
+            if multi_label
+            else ['classifier("An example text")']
+        ),
         "```",
         "",
         "```bash",
-        "roberta-ft predict PATH/TO/THIS/DIR texts.txt --output predictions.csv",
+        "roberta-ft predict PATH/TO/THIS/DIR texts.txt --output predictions.csv"
+        + ("" if multi_label else "   # --top-k 3: the three best labels"),
+        "roberta-ft eval PATH/TO/THIS/DIR labelled.csv   # metrics, per-class table, eval_report.json",
         "```",
         "",
+        *_reproduce_lines(run_config),
     ]
     return "\n".join(lines)
+
+
+_PICTURES = {"training_curves.png": "Training curves", "confusion_matrix.png": "Confusion matrix (validation)"}
+
+
+def _per_class_lines(report: dict[str, Any] | None) -> list[str]:
+    if not report or not report.get("per_class"):
+        return []
+    lines = ["### Per class (validation, best epoch)", "", "| label | precision | recall | f1 | support |"]
+    lines.append("| --- | --- | --- | --- | --- |")
+    for name, values in report["per_class"].items():
+        lines.append(
+            f"| {_cell(name)} | {values['precision']:.4f} | {values['recall']:.4f} | {values['f1']:.4f} "
+            f"| {values['support']} |"
+        )
+    return [*lines, ""]
+
+
+def _data_setting_lines(run_config: dict[str, Any]) -> list[str]:
+    """The settings that change how the data were read, shown only when they are not the defaults."""
+    config = run_config["config"]
+    lines = []
+    if config.get("multi_label"):
+        lines.append(
+            f"| multi-label | threshold {config.get('threshold')}, separator `{_cell(config.get('label_separator'))}` |"
+        )
+    if config.get("long_text", "truncate") != "truncate":
+        stride = f", stride {config['stride']}" if config.get("stride") else ""
+        lines.append(f"| long texts | {config['long_text']}{stride} |")
+    weights = run_config.get("class_weights")
+    if weights:
+        lines.append("| class weights | " + ", ".join(f"{_cell(k)} {v:.3g}" for k, v in weights.items()) + " |")
+    if config.get("metric_for_best"):
+        lines.append(f"| best checkpoint by | {config['metric_for_best']} |")
+    return lines
+
+
+def _reproduce_lines(run_config: dict[str, Any]) -> list[str]:
+    versions = run_config.get("versions") or {}
+    lines = ["## Reproducibility", ""]
+    lines.append(
+        "`run_config.json` holds every setting, the library versions and the data fingerprint; "
+        "`metrics.json` the metrics of every epoch and the training loss per step."
+    )
+    lines.append("")
+    if run_config.get("data_sha256"):
+        lines.append(f"- data fingerprint (sha256 of the rows read): `{run_config['data_sha256'][:16]}…`")
+    for role, info in (run_config.get("data_files") or {}).items():
+        lines.append(f"- {role} file `{info['path'].rsplit('/', 1)[-1]}`: sha256 `{info['sha256'][:16]}…`")
+    if versions:
+        lines.append("- versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
+    return [*lines, ""]
+
+
+def _cell(text: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ TINY_SHAPE = {
     "max_position_embeddings": 514,
 }
 TINY_VOCAB_SIZE = 4096
+TINY_MAX_LENGTH = TINY_SHAPE["max_position_embeddings"] - 2  # RoBERTa positions start after the padding index
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # RoBERTa's ids 0..4
 
 
@@ -84,6 +86,7 @@ def load_pretrained(
         AutoModelForSequenceClassification,
         name,
         trust_remote_code=trust_remote_code,
+        use_safetensors=True,  # weights are never unpickled
         ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
         **head,
     )
@@ -97,9 +100,26 @@ def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False):
 
     model_dir = str(model_dir)
     tokenizer = _from_pretrained(AutoTokenizer, model_dir, trust_remote_code=trust_remote_code)
-    model = _from_pretrained(AutoModelForSequenceClassification, model_dir, trust_remote_code=trust_remote_code)
+    model = _from_pretrained(
+        AutoModelForSequenceClassification, model_dir, trust_remote_code=trust_remote_code, use_safetensors=True
+    )
     _ensure_pad_token(tokenizer, model)
+    _check_label_names(model, model_dir)
     return model, tokenizer
+
+
+def _check_label_names(model, model_dir: str) -> None:
+    """A roberta-ft model whose config.json lost its label names would predict LABEL_0, LABEL_1, ..."""
+    from roberta_ft.artifacts import read_run_config
+
+    trained_with = read_run_config(model_dir).get("label_names")
+    names = [str(name) for name in (model.config.id2label or {}).values()]
+    if trained_with and names and all(re.fullmatch(r"LABEL_\d+", name) for name in names):
+        raise ModelLoadError(
+            f"{model_dir}/config.json has no label names (only {', '.join(names)}), but the model was trained "
+            f"with labels {', '.join(map(str, trained_with))}",
+            "restore id2label and label2id in its config.json, or retrain the model",
+        )
 
 
 def _head_kwargs(label_map: LabelMap | None, regression: bool) -> dict:

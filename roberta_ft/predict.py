@@ -16,9 +16,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from roberta_ft import artifacts
+from roberta_ft import artifacts, inference, long_text, predictions
 from roberta_ft.config import PredictConfig
-from roberta_ft.data import Encoded, iter_lines, tokenize
+from roberta_ft.data import Encoded, iter_lines
 from roberta_ft.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class PredictResult:
     num_predicted: int
     seconds: float
     output: str | None
+    submission: str | None = None  # the leaderboard file written (task datasets with --submission)
 
     @property
     def texts_per_second(self) -> float:
@@ -44,14 +45,15 @@ class PredictResult:
             "seconds": self.seconds,
             "texts_per_second": self.texts_per_second,
             "output": self.output,
+            **({"submission": self.submission} if self.submission else {}),
         }
 
 
 class RowWriter:
     """Writes one output row per input line; stdout gets `label<TAB>score`, files get every field."""
 
-    def __init__(self, handle: TextIO, fmt: str, fields: list[str]) -> None:
-        self.handle, self.fmt, self.fields = handle, fmt, fields
+    def __init__(self, handle: TextIO, fmt: str, fields: list[str], separator: str = "|") -> None:
+        self.handle, self.fmt, self.fields, self.separator = handle, fmt, fields, separator
         if fmt in ("csv", "tsv"):
             self.csv = csv.writer(handle, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
             self.csv.writerow(fields)
@@ -60,9 +62,17 @@ class RowWriter:
         if self.fmt == "jsonl":
             self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         elif self.fmt == "plain":
-            self.handle.write("\t".join("" if row.get(f) is None else str(row[f]) for f in self.fields) + "\n")
+            self.handle.write("\t".join(self._cell(row.get(f)) for f in self.fields) + "\n")
         else:
-            self.csv.writerow(["" if row.get(f) is None else row[f] for f in self.fields])
+            self.csv.writerow([self._cell(row.get(f)) for f in self.fields])
+
+    def _cell(self, value: Any) -> str:
+        """A field as text; a list (top-k or multi-label labels) joined by the label separator."""
+        if value is None:
+            return ""
+        if isinstance(value, list):
+            return self.separator.join(map(str, value))
+        return str(value)
 
 
 def _chunks(lines: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
@@ -76,12 +86,29 @@ def _chunks(lines: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
-def predict(config: PredictConfig, stdout: TextIO | None = None) -> PredictResult:
+def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_format: str = "plain") -> PredictResult:
+    """Without --output, rows go to `stdout`: `label<TAB>probability` lines, or every field as JSON lines."""
     from roberta_ft.loop import predict_logits
     from roberta_ft.modeling import load_trained
     from roberta_ft.runtime import make_accelerator, resolve_runtime
 
     config.validate()
+    from roberta_ft.predict_split import input_task, predict_split
+
+    if input_task(config.input) is not None:  # INPUT names a task dataset, e.g. glue/sst2
+        file_only = {"top_k": config.top_k, "threshold": config.threshold, "long_text": config.long_text}
+        for name, value in file_only.items():
+            if value is not None:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{flag} applies to a text file INPUT, not task dataset {config.input}", f"drop {flag}"
+                )
+        return predict_split(config, stdout=stdout)
+    if config.submission is not None:
+        raise ConfigError(
+            f"--submission needs a task dataset as INPUT, not the file {config.input}",
+            "pass e.g. glue/sst2 --split test",
+        )
     model_dir = artifacts.check_model_dir(config.model_dir)
     run = artifacts.read_run_config(model_dir)
     if not Path(config.input).exists():
@@ -98,17 +125,22 @@ def predict(config: PredictConfig, stdout: TextIO | None = None) -> PredictResul
     pair = bool(run.get("text_pair"))
     max_length = config.max_length or run.get("config", {}).get("max_length") or min(512, tokenizer.model_max_length)
     names = None if regression else [model.config.id2label[i] for i in range(model.config.num_labels)]
+    reading = inference.reading(config, run, model.config, max_length)
+    if regression and config.top_k is not None:
+        raise ConfigError("--top-k needs a classifier, but this model predicts a score (regression)", "drop --top-k")
+    if not regression:
+        predictions.check_top_k(config.top_k, len(names))
     accelerator = make_accelerator(runtime)
     model = model.to(accelerator.device).eval()
     logger.info("Device %s, precision %s (%s)", runtime.device, runtime.precision, runtime.reason)
 
-    fields = (
-        ["line", "text"] + (["text_pair"] if pair else []) + (["score"] if regression else ["label", "probability"])
+    output_fields = (
+        ["score"] if regression else predictions.output_fields(multi_label=reading.multi_label, top_k=config.top_k)
     )
-    output_fields = ["score"] if regression else ["label", "probability"]
+    fields = ["line", "text"] + (["text_pair"] if pair else []) + output_fields
 
     def run_into(handle: TextIO, fmt: str) -> PredictResult:
-        writer = RowWriter(handle, fmt, output_fields if fmt == "plain" else fields)
+        writer = RowWriter(handle, fmt, output_fields if fmt == "plain" else fields, separator=reading.separator)
         total = predicted = 0
         seconds = 0.0
         for chunk in _chunks(iter_lines(config.input, config.encoding), config.chunk_lines):
@@ -131,7 +163,9 @@ def predict(config: PredictConfig, stdout: TextIO | None = None) -> PredictResul
             started = time.perf_counter()
             results: dict[int, dict[str, Any]] = {}
             if texts:
-                ids, types, _ = tokenize(tokenizer, texts, pairs if pair else None, max_length)
+                ids, types, owners, _ = long_text.tokenize(
+                    tokenizer, texts, pairs if pair else None, max_length, reading.long_text, reading.stride
+                )
                 logits = predict_logits(
                     model,
                     Encoded(ids, None, types),
@@ -139,14 +173,15 @@ def predict(config: PredictConfig, stdout: TextIO | None = None) -> PredictResul
                     accelerator=accelerator,
                     pad_id=tokenizer.pad_token_id,
                 )
+                logits = long_text.per_text(logits, owners, len(texts))
                 if regression:
                     for position, value in zip(keep, logits[:, 0], strict=True):
                         results[position] = {"score": round(float(value), 6)}
                 else:
-                    probabilities = _softmax(logits)
-                    best = probabilities.argmax(-1)
-                    for position, k, p in zip(keep, best, probabilities, strict=True):
-                        results[position] = {"label": names[k], "probability": round(float(p[k]), 6)}
+                    rows = predictions.label_rows(
+                        logits, names, multi_label=reading.multi_label, threshold=reading.threshold, top_k=config.top_k
+                    )
+                    results.update(zip(keep, rows, strict=True))
             seconds += time.perf_counter() - started
             for position, (number, line) in enumerate(chunk):
                 row: dict[str, Any] = {"line": number}
@@ -162,7 +197,7 @@ def predict(config: PredictConfig, stdout: TextIO | None = None) -> PredictResul
         return PredictResult(total, predicted, seconds, str(out_path) if out_path else None)
 
     if out_path is None:
-        return run_into(stdout or sys.stdout, "plain")
+        return run_into(stdout or sys.stdout, stdout_format)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     try:

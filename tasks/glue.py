@@ -604,7 +604,8 @@ def _recipe(spec: GlueSpec) -> dict[str, dict[str, Any]]:
     learning_rate, batch_size = spec.recipe
     # fairseq publishes one table (tuned with roberta.large) and uses it for both sizes.
     one = {"learning_rate": learning_rate, "batch_size": batch_size, **_SHARED_RECIPE}
-    return {"roberta-base": dict(one), "roberta-large": dict(one)}
+    # Each recipe also names its base model, used when the user gives no --model.
+    return {name: {"model": name, **one} for name in ("roberta-base", "roberta-large")}
 
 
 def _task(spec: GlueSpec) -> Task:
@@ -631,6 +632,8 @@ def _task(spec: GlueSpec) -> Task:
             "published_source": "fairseq examples/roberta/README.md (dev set, single-task fine-tuning)",
             "recipe": _recipe(spec),
             "submission_labels": spec.submission_labels,
+            # How `roberta-ft predict ... --submission DIR` writes this task's leaderboard file.
+            "write_submission": write_submission,
         },
     )
 

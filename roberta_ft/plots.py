@@ -1,0 +1,123 @@
+"""Pictures of a run, drawn with matplotlib's headless backend: training curves and the confusion matrix."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from roberta_ft.artifacts import atomic_write
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    atomic_write(Path(path), lambda f: f.write(buffer.getvalue()), binary=True)
+
+
+def training_curves(metrics: dict[str, Any], path: Path) -> Path:
+    """Train loss (per logged step and per epoch) and the validation metrics per epoch, best epoch marked."""
+    plt = _pyplot()
+    epochs = metrics["epochs"]
+    primary = metrics["primary_metric"]
+    from matplotlib.ticker import MaxNLocator
+
+    # One epoch axis for both panels, in whole epochs, so a loss bump and a metric drop line up.
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    metric_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    steps = metrics.get("steps") or []
+    if steps:
+        loss_axis.plot(
+            [s["epoch"] for s in steps],
+            [s["loss"] for s in steps],
+            color="tab:blue",
+            alpha=0.25,
+            linewidth=0.8,
+            label="train loss (steps)",
+        )
+        # Step losses are noisy (one small batch each): a moving average shows the trend through the noise.
+        window = max(5, len(steps) // 25)
+        if len(steps) >= 2 * window:
+            import numpy as np
+
+            smoothed = np.convolve([s["loss"] for s in steps], np.ones(window) / window, mode="valid")
+            loss_axis.plot(
+                [s["epoch"] for s in steps][window - 1 :],
+                smoothed,
+                color="tab:orange",
+                linewidth=1.5,
+                label=f"moving average ({window} steps)",
+            )
+    loss_axis.plot(
+        [e["epoch"] for e in epochs],
+        [e["train_loss"] for e in epochs],
+        "o-",
+        color="tab:blue",
+        label="train loss (epoch)",
+    )
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("loss")
+    loss_axis.set_title("Training loss")
+    loss_axis.legend()
+    loss_axis.grid(alpha=0.3)
+    names = [k for k, v in epochs[0].items() if isinstance(v, float) and k not in ("train_loss", "epoch", "step")]
+    markers = "osD^vP*Xph"
+    for k, name in enumerate(names):
+        # Metrics often coincide (f1 and mcc at 0, every metric at 1): a shrinking marker per metric keeps each visible.
+        metric_axis.plot(
+            [e["epoch"] for e in epochs],
+            [e[name] for e in epochs],
+            "-" if name == primary else "--",
+            marker=markers[k % len(markers)],
+            markersize=max(3.0, 9.0 - 1.5 * k),
+            linewidth=2.0 if name == primary else 1.2,
+            label=name + (" (primary)" if name == primary else ""),
+        )
+    best = metrics.get("best")
+    if best:
+        metric_axis.axvline(best["epoch"], color="gray", linestyle=":", label=f"best epoch ({best['epoch']})")
+    metric_axis.set_xlabel("epoch")
+    metric_axis.set_title(f"Validation (best by {primary})")
+    metric_axis.legend()
+    metric_axis.grid(alpha=0.3)
+    figure.tight_layout()
+    _save(figure, path)
+    plt.close(figure)
+    return Path(path)
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str = "") -> Path:
+    """Counts with row-normalised shading (rows: true label, columns: predicted label)."""
+    import numpy as np
+
+    plt = _pyplot()
+    counts = np.asarray(matrix)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(labels)), labels=labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels=labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            axis.text(
+                j, i, str(counts[i, j]), ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black"
+            )
+    axis.set_title(title or "Confusion matrix")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true label")
+    figure.tight_layout()
+    _save(figure, path)
+    plt.close(figure)
+    return Path(path)

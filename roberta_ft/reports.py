@@ -1,0 +1,162 @@
+"""What a run leaves beside the model for people to read: reports, pictures, data fingerprints.
+
+Training writes ``validation_report.json`` and ``confusion_matrix.png`` (the best epoch on the
+validation set) and ``training_curves.png``; ``eval`` writes ``eval_report.json`` and
+``eval_confusion_matrix.png``. Pictures are best effort: a failure to draw one is logged, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from roberta_ft import artifacts
+
+logger = logging.getLogger(__name__)
+
+TRAINING_CURVES = "training_curves.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+VALIDATION_REPORT = "validation_report.json"
+EVAL_REPORT = "eval_report.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_files(**sources: str | None) -> dict[str, dict[str, Any]]:
+    """{role: {"path", "bytes", "sha256"}} for each source that is a local file (task datasets have none)."""
+    found = {}
+    for role, source in sources.items():
+        if source is not None and Path(source).expanduser().is_file():
+            path = Path(source).expanduser()
+            found[role] = {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+    return found
+
+
+def label_report(logits: np.ndarray, targets: np.ndarray, names: Sequence[str], *, threshold: float | None = None):
+    """Per-class precision/recall/F1/support, plus the confusion matrix for single-label predictions."""
+    if threshold is not None:  # multi-label
+        from roberta_ft import multilabel
+
+        return multilabel.report(multilabel.predict(logits, threshold), targets, names)
+    from roberta_ft.evaluate import classification_report
+
+    return classification_report(logits.argmax(-1), targets, names)
+
+
+class ValidationWatcher:
+    """Computes each epoch's validation metrics (texts, not windows) and keeps the latest epoch's report.
+
+    `metrics(logits)` is the loop's metrics callback; `best_report()` is the per-class report of the
+    epoch just scored, for `on_best` (the loop calls it right after the metrics of the same epoch).
+    """
+
+    def __init__(
+        self,
+        compute: Callable[[np.ndarray, np.ndarray], dict[str, float]],
+        to_texts: Callable[[np.ndarray], np.ndarray],
+        targets: np.ndarray,
+        names: Sequence[str] | None,
+        threshold: float | None = None,
+    ) -> None:
+        self.compute, self.to_texts, self.targets = compute, to_texts, targets
+        self.names, self.threshold = names, threshold
+        self.logits: np.ndarray | None = None
+
+    def metrics(self, logits: np.ndarray) -> dict[str, float]:
+        self.logits = self.to_texts(logits)
+        return self.compute(self.logits, self.targets)
+
+    def best_report(self) -> dict[str, Any] | None:
+        if self.names is None or self.logits is None:
+            return None
+        return label_report(self.logits, self.targets, self.names, threshold=self.threshold)
+
+
+def write_best_epoch(output: Path, report: dict[str, Any] | None, record: dict[str, Any]) -> None:
+    """validation_report.json and confusion_matrix.png of the best epoch so far."""
+    if report is None:
+        return
+    artifacts.write_json(output / VALIDATION_REPORT, {"epoch": record["epoch"], "step": record["step"], **report})
+    if "confusion_matrix" in report:
+        _draw(
+            lambda plots: plots.confusion_matrix(
+                report["confusion_matrix"],
+                report["labels"],
+                output / CONFUSION_MATRIX,
+                title=f"Validation, best epoch ({record['epoch']})",
+            ),
+            output / CONFUSION_MATRIX,
+        )
+
+
+def write_training_curves(output: Path, metrics: dict[str, Any]) -> None:
+    if metrics.get("epochs"):
+        _draw(lambda plots: plots.training_curves(metrics, output / TRAINING_CURVES), output / TRAINING_CURVES)
+
+
+def read_validation_report(output: Path) -> dict[str, Any] | None:
+    path = Path(output) / VALIDATION_REPORT
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def eval_report_paths(model_dir: Path, report: str | None) -> tuple[Path, Path]:
+    """Where eval writes its report and confusion matrix: --report PATH, else the model dir."""
+    path = Path(report) if report else Path(model_dir) / EVAL_REPORT
+    return path, path.with_name(f"{path.stem.removesuffix('_report')}_confusion_matrix.png")
+
+
+def write_eval_report(result: dict[str, Any], path: Path, picture: Path, *, required: bool) -> dict[str, str]:
+    """eval_report.json (atomically) and the confusion matrix picture; {"report": ..., "confusion_matrix": ...}.
+
+    A report the user asked for (`required`) that cannot be written is an error; the default one in a
+    read-only model directory is only a warning.
+    """
+    written: dict[str, str] = {}
+    try:
+        artifacts.write_json(path, result)
+    except OSError as exc:
+        if required:
+            raise
+        logger.warning("Could not write %s (%s); pass --report PATH to write it elsewhere", path, exc.strerror)
+        return written
+    written["report"] = str(path)
+    report = result.get("report") or {}
+    if "confusion_matrix" in report:
+        title = f"{result.get('task')} · {Path(str(result.get('data'))).name} · {result.get('num_examples')} examples"
+        if _draw(
+            lambda plots: plots.confusion_matrix(report["confusion_matrix"], report["labels"], picture, title=title),
+            picture,
+        ):
+            written["confusion_matrix"] = str(picture)
+    return written
+
+
+def _draw(draw: Callable[[Any], Any], path: Path) -> bool:
+    try:
+        from roberta_ft import plots
+
+        draw(plots)
+        return True
+    except Exception as exc:  # a picture is never worth a failed run
+        logger.warning("Could not draw %s: %s", path.name, exc)
+        return False
+
+
+def pictures(output: Path) -> list[str]:
+    """The pictures of a training output dir that exist, for the model card."""
+    return [name for name in (TRAINING_CURVES, CONFUSION_MATRIX) if (Path(output) / name).exists()]
