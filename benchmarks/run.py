@@ -558,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
             row["ceiling_share"] = ceiling_share(row["items_per_s"], flops, machine["peak_gflops"])
     _write_results(results, settings.work_dir)
     print_table(results)
+    for run in (results.get("memory") or {}).get("runs", []):
+        print(
+            f"our predict on {run['lines']} lines: peak RSS {run['peak_rss_mb']:.0f} MB, wall {run['wall_seconds']:.0f} s"
+        )
     print(f"wrote {settings.work_dir / 'results.json'} and {settings.work_dir / 'results.md'}", file=sys.stderr)
     return 0
 

@@ -76,6 +76,10 @@ def make_accelerator(runtime: Runtime, log_with: list[str] | None = None, projec
     """The Accelerator owns device placement, autocast and (under accelerate/torchrun) distribution."""
     from accelerate import Accelerator
 
+    if runtime.device == "cpu":
+        from roberta_ft.cpu_threads import fit_threads_to_cpus
+
+        fit_threads_to_cpus()
     return Accelerator(
         cpu=runtime.device == "cpu",
         mixed_precision=runtime.mixed_precision,

@@ -152,6 +152,7 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
         )
         model, tokenizer = build_tiny(texts, label_map=label_map, regression=task.is_regression, seed=config.seed)
     else:
+        _seed_everything(config.seed)  # the new classifier head is initialised now: same seed, same run
         model, tokenizer = load_pretrained(
             config.model, label_map=label_map, regression=task.is_regression, trust_remote_code=config.trust_remote_code
         )

@@ -19,6 +19,12 @@ NEGATIVE = ["awful", "terrible", "boring", "hated", "dreadful", "horrible", "dul
 NEUTRAL = ["the movie", "this film", "the plot", "the acting", "the ending", "the music", "the cast", "it"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _token_cache_in_tmp(tmp_path_factory):
+    """The on-disk token cache goes to a per-session folder, never the user's ~/.cache."""
+    os.environ["ROBERTA_FT_CACHE"] = str(tmp_path_factory.mktemp("token-cache"))
+
+
 def review(rng: random.Random, label: str) -> str:
     cue = rng.choice(POSITIVE if label == "pos" else NEGATIVE)
     return f"{rng.choice(NEUTRAL)} was {cue} and {rng.choice(NEUTRAL)} {rng.choice(['felt', 'seemed', 'was'])} {cue}"

