@@ -542,6 +542,17 @@ def tokenize(
     return ids, types, truncated
 
 
+def encode_targets(dataset: datasets.Dataset, label_map: LabelMap | None, *, source: str) -> np.ndarray | None:
+    """Label ids (or float scores when there is no label map); None for unlabelled data."""
+    if "label" not in dataset.column_names:
+        return None
+    labels = dataset["label"]
+    if label_map is None:
+        return np.asarray(labels, dtype=np.float32)
+    lines = dataset["line"] if "line" in dataset.column_names else None
+    return label_map.encode(labels, source=source, lines=lines)
+
+
 def encode_dataset(
     dataset: datasets.Dataset, tokenizer, max_length: int, label_map: LabelMap | None, *, source: str
 ) -> Encoded:
@@ -550,14 +561,7 @@ def encode_dataset(
     from roberta_ft.token_cache import cached_tokenize  # tokenized once, then read back on later runs
 
     ids, types, truncated = cached_tokenize(tokenizer, texts, pairs, max_length)
-    targets = None
-    if "label" in dataset.column_names:
-        labels = dataset["label"]
-        if label_map is None:
-            targets = np.asarray(labels, dtype=np.float32)
-        else:
-            lines = dataset["line"] if "line" in dataset.column_names else None
-            targets = label_map.encode(labels, source=source, lines=lines)
+    targets = encode_targets(dataset, label_map, source=source)
     if truncated:
         logger.warning(
             "%s: %d of %d rows reach --max-length %d and are truncated", source, truncated, len(ids), max_length

@@ -155,7 +155,7 @@ def encode_dataset(
     stride: int | None = None,
 ) -> LongEncoded:
     """Like data.encode_dataset, with the long-text strategy applied."""
-    from roberta_ft.data import Encoded
+    from roberta_ft.data import Encoded, encode_targets
     from roberta_ft.data import encode_dataset as truncating_encode
 
     if strategy == "truncate":
@@ -163,14 +163,7 @@ def encode_dataset(
         return LongEncoded(encoded, None, encoded.targets, len(encoded))
     pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
     ids, types, owners, long_texts = tokenize(tokenizer, dataset["text"], pairs, max_length, strategy, stride)
-    targets = None
-    if "label" in dataset.column_names:
-        labels = dataset["label"]
-        if label_map is None:
-            targets = np.asarray(labels, dtype=np.float32)
-        else:
-            lines = dataset["line"] if "line" in dataset.column_names else None
-            targets = label_map.encode(labels, source=source, lines=lines)
+    targets = encode_targets(dataset, label_map, source=source)
     if long_texts:
         what = "extra windows" if strategy == "sliding" else "texts cut to their head and tail"
         logger.info("%s: %d %s (--long-text %s, --max-length %d)", source, long_texts, what, strategy, max_length)
