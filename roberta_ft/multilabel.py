@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from roberta_ft.data import sort_label_names
+from roberta_ft.data import LabelMap, sort_label_names
 from roberta_ft.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -40,22 +40,10 @@ def split_labels(value: Any, separator: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class MultiLabelMap:
-    """Label names in a fixed order; encodes label cells into multi-hot rows (the LabelMap interface)."""
+class MultiLabelMap(LabelMap):
+    """Label names in a fixed order (LabelMap's id mapping); encodes label cells into multi-hot rows."""
 
-    names: tuple[str, ...]
     separator: str = "|"
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.names)}
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.names))
-
-    def __len__(self) -> int:
-        return len(self.names)
 
     @classmethod
     def infer(cls, labels: Sequence[Any], separator: str, task: Task | None = None) -> MultiLabelMap:
