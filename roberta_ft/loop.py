@@ -15,8 +15,10 @@ import numpy as np
 import torch
 
 from roberta_ft.checkpoint import Checkpoint, Checkpointer, set_rng_state
+from roberta_ft.cpu_dropout import fast_cpu_dropout
 from roberta_ft.data import Encoded, bucketed_batches, collate, padding_multiple, sorted_batches
 from roberta_ft.errors import TrainingError
+from roberta_ft.first_token import first_token_only
 
 logger = logging.getLogger(__name__)
 
@@ -244,8 +246,13 @@ def train(
             )
 
     best_value = _best_value(history, settings)
+    cleanup = contextlib.ExitStack()
     progress.start(total_steps, settings.epochs)
     try:
+        # The classifier reads only the first token: the last layer computes nothing else (first_token.py).
+        cleanup.enter_context(first_token_only(accelerator.unwrap_model(model)))
+        if accelerator.device.type == "cpu":  # torch's CPU dropout draws numbers serially (cpu_dropout.py)
+            cleanup.enter_context(fast_cpu_dropout(accelerator.unwrap_model(model)))
         if rng is not None:
             # Last, so the random numbers drawn from here on are those the interrupted run would have drawn.
             set_rng_state(rng)
@@ -364,6 +371,7 @@ def train(
             running_loss.zero_()
             save_checkpoint()
     finally:
+        cleanup.close()
         progress.stop()
     return history
 
@@ -535,21 +543,8 @@ def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int, *, ac
     # Under data parallelism each process predicts every n-th batch; the rows are put back in order below.
     mine = sorted_batches(data.lengths, batch_size)[process::processes]
     outputs, order = [], []
-    for indices in mine:
-        batch = _to_device(
-            collate(
-                data.input_ids,
-                indices,
-                pad_id,
-                token_type_ids=data.token_type_ids,
-                pad_to_multiple_of=padding_multiple(accelerator.device.type),
-            ),
-            accelerator.device,
-        )
-        with accelerator.autocast():
-            logits = model(**batch).logits
-        outputs.append(logits.float().cpu().numpy())
-        order.append(indices)
+    with first_token_only(model):
+        _predict_batches(model, data, mine, outputs, order, accelerator=accelerator, pad_id=pad_id)
     local_logits = np.concatenate(outputs) if outputs else np.zeros((0, model.config.num_labels), dtype=np.float32)
     local_order = np.concatenate(order) if order else np.zeros((0,), dtype=np.int64)
     if processes > 1:
@@ -564,3 +559,22 @@ def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int, *, ac
     logits = np.empty((len(data), local_logits.shape[-1]), dtype=np.float32)
     logits[local_order] = local_logits
     return logits
+
+
+def _predict_batches(model, data: Encoded, batches, outputs: list, order: list, *, accelerator, pad_id: int) -> None:
+    """Append each batch's float32 logits to `outputs` and its row indices to `order`."""
+    for indices in batches:
+        batch = _to_device(
+            collate(
+                data.input_ids,
+                indices,
+                pad_id,
+                token_type_ids=data.token_type_ids,
+                pad_to_multiple_of=padding_multiple(accelerator.device.type),
+            ),
+            accelerator.device,
+        )
+        with accelerator.autocast():
+            logits = model(**batch).logits
+        outputs.append(logits.float().cpu().numpy())
+        order.append(indices)

@@ -77,9 +77,10 @@ def make_accelerator(runtime: Runtime, log_with: list[str] | None = None, projec
     from accelerate import Accelerator
 
     if runtime.device == "cpu":
-        from roberta_ft.cpu_threads import fit_threads_to_cpus
+        from roberta_ft.cpu_threads import fit_threads_to_cpus, keep_freed_memory
 
         fit_threads_to_cpus()
+        keep_freed_memory()
     return Accelerator(
         cpu=runtime.device == "cpu",
         mixed_precision=runtime.mixed_precision,

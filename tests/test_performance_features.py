@@ -252,3 +252,160 @@ def test_threads_are_lowered_to_the_usable_cpus_unless_chosen(monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert 1 <= cpu_threads.usable_cpus() <= (os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------------------------------ fast paths
+
+
+def _tiny_classifier(attn_implementation="sdpa", **shape):
+    import torch
+    from transformers import AutoModelForSequenceClassification, RobertaConfig
+
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        num_labels=3, **shape,
+    )  # fmt: skip
+    return AutoModelForSequenceClassification.from_config(config, attn_implementation=attn_implementation)
+
+
+def _padded_batch(seed=0):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 120, (6, 11), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[2:, 7:] = 0  # rows of different real lengths, padded on the right
+    mask[4:, 3:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 2, 0, 1, 2])}
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_first_token_only_gives_the_same_logits_and_gradients(attention):
+    import torch
+
+    from roberta_ft.first_token import first_token_only
+
+    model = _tiny_classifier(attention).eval()  # eval: no dropout, so both passes see the same function
+    batch = _padded_batch()
+    full = model(**batch)
+    full.loss.backward()
+    full_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    last = model.roberta.encoder.layer[-1]
+    with first_token_only(model) as switched:
+        assert switched and "forward" in vars(last)
+        fast = model(**batch)
+        fast.loss.backward()
+    assert "forward" not in vars(last)  # restored: the model is transformers' own again
+    torch.testing.assert_close(fast.logits, full.logits, rtol=1e-5, atol=1e-6)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, full_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    # The padding really matters: without the mask the first token's output changes.
+    unmasked = model(input_ids=batch["input_ids"]).logits
+    assert not torch.allclose(unmasked[2:], full.logits[2:], atol=1e-4)
+
+
+def test_first_token_only_leaves_other_heads_and_layouts_alone():
+    from transformers import AutoModelForTokenClassification, RobertaConfig
+
+    from roberta_ft.first_token import first_token_only
+
+    config = RobertaConfig(
+        vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128
+    )
+    token_model = AutoModelForTokenClassification.from_config(config)  # reads every position: must stay whole
+    with first_token_only(token_model) as switched:
+        assert not switched and "forward" not in vars(token_model.roberta.encoder.layer[-1])
+    chunked = _tiny_classifier(chunk_size_feed_forward=4)
+    with first_token_only(chunked) as switched:
+        assert not switched
+
+
+def test_training_with_the_fast_paths_matches_a_plain_run(tmp_path, monkeypatch):
+    """The whole loop with and without the first-token last layer: the same losses and metrics.
+
+    Dropout is off in both (the fast path draws fewer dropout numbers in the last layer, so with dropout
+    the two runs would see different masks, not a different function).
+    """
+    from roberta_ft import first_token, modeling
+    from roberta_ft.train import train
+
+    monkeypatch.setattr(
+        modeling, "TINY_SHAPE", {**modeling.TINY_SHAPE, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    )
+    rows = _varied_reviews(96, seed=3)
+    train_csv = _write_csv(tmp_path / "train.csv", rows[:64])
+    valid_csv = _write_csv(tmp_path / "valid.csv", rows[64:])
+
+    def run(name):
+        config = TrainConfig(
+            data=train_csv, validation=valid_csv, output=str(tmp_path / name), model="tiny", epochs=2, batch_size=8,
+            seed=5,
+        )  # fmt: skip
+        return train(config).metrics["epochs"]
+
+    fast = run("fast")
+    monkeypatch.setattr(first_token, "FIRST_TOKEN_HEADS", set())  # switch the fast path off
+    plain = run("plain")
+    assert fast[-1]["train_loss"] < fast[0]["train_loss"]  # it trained
+    for a, b in zip(fast, plain, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["accuracy"] == b["accuracy"]
+
+
+def test_cpu_dropout_keeps_one_minus_p_scales_and_repeats_under_a_seed():
+    import torch
+
+    from roberta_ft.cpu_dropout import dropout, keep_mask
+
+    for p in (0.1, 0.5):
+        mask = keep_mask(2_000_000, p)
+        assert mask.float().mean().item() == pytest.approx(1 - p, abs=2e-3)
+    big = keep_mask(1_000_000, 0.5).float()
+    assert abs(torch.corrcoef(torch.stack([big[:-1], big[1:]]))[0, 1].item()) < 0.01  # neighbours independent
+    assert abs(torch.corrcoef(torch.stack([big, keep_mask(1_000_000, 0.5).float()]))[0, 1].item()) < 0.01
+
+    torch.manual_seed(7)
+    x = torch.randn(8, 5, 16, requires_grad=True)
+    first = dropout(x, 0.25)
+    torch.manual_seed(7)
+    torch.randn(8, 5, 16)
+    again = dropout(x, 0.25)
+    assert torch.equal(first, again)  # the mask is a function of torch's generator: seeded runs repeat
+    kept = first != 0
+    torch.testing.assert_close(first[kept], x[kept] / 0.75)
+    first.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)
+    assert torch.equal(dropout(x, 0.0), x) and not dropout(x, 1.0).any()
+
+
+def test_fast_cpu_dropout_patches_only_inside_the_block_and_only_in_training():
+    import torch
+
+    from roberta_ft.cpu_dropout import fast_cpu_dropout
+
+    model = _tiny_classifier()
+    modules = [m for m in model.modules() if type(m) is torch.nn.Dropout]
+    x = torch.randn(4, 64)
+    with fast_cpu_dropout(model) as count:
+        assert count == len(modules) > 0 and all("forward" in vars(m) for m in modules)
+        modules[0].train()
+        dropped = modules[0](x)
+        assert (dropped == 0).any() and not torch.equal(dropped, x)
+        modules[0].eval()
+        assert torch.equal(modules[0](x), x)
+    assert not any("forward" in vars(m) for m in modules)
+
+
+def test_freed_memory_is_kept_unless_the_user_set_glibc_thresholds(monkeypatch):
+    import sys
+
+    from roberta_ft.cpu_threads import keep_freed_memory
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    if sys.platform.startswith("linux") and os.path.exists("/usr/lib/x86_64-linux-gnu/libc.so.6"):
+        assert keep_freed_memory() is True
