@@ -58,7 +58,11 @@ def _last_layer(model):
 
 
 def _first_token_forward(self, hidden_states, attention_mask=None, *args, **kwargs):
-    """The last layer, evaluated for position 0 only; returns a (batch, 1, hidden) tensor."""
+    """The last layer, evaluated for position 0 only; returns a (batch, 1, hidden) tensor.
+
+    The encoder's other arguments (cross-attention inputs, cache, position ids) do not apply to the
+    encoder-only models `_last_layer` accepts.
+    """
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     attention = self.attention.self
@@ -72,7 +76,6 @@ def _first_token_forward(self, hidden_states, attention_mask=None, *args, **kwar
         attention_mask = attention_mask[:, :, :1, :]  # the first query's row of the (batch, 1, L, L) mask
     eager = sys.modules[type(attention).__module__].eager_attention_forward
     interface = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager)
-    kwargs.pop("position_ids", None)
     context, _ = interface(
         attention,
         query,
