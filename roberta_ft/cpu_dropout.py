@@ -45,6 +45,8 @@ def dropout(x: torch.Tensor, p: float, inplace: bool = False) -> torch.Tensor:
         return x
     if p >= 1.0:
         return x.mul_(0.0) if inplace else x * 0.0
+    if x.numel() >= 2**31:  # beyond int32 counters: torch's own
+        return torch.nn.functional.dropout(x, p, True, inplace)
     scale = keep_mask(x.numel(), p).view(x.shape).to(x.dtype).mul_(1.0 / (1.0 - p))
     return x.mul_(scale) if inplace else x * scale
 
