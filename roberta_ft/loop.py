@@ -451,16 +451,7 @@ def _accumulate_gradients(
     loss_sum = torch.zeros((), device=accelerator.device)
     weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32).to(accelerator.device)
     for k, indices in enumerate(micro_batches):
-        batch = _to_device(
-            collate(
-                train_data.input_ids,
-                indices,
-                pad_id,
-                token_type_ids=train_data.token_type_ids,
-                pad_to_multiple_of=padding_multiple(accelerator.device.type),
-            ),
-            accelerator.device,
-        )
+        batch = _device_batch(train_data, indices, pad_id, accelerator)
         batch_targets = targets[indices].to(accelerator.device, non_blocking=True)
         last = k == len(micro_batches) - 1
         # Gradients are all-reduced once per optimizer step, not per micro-batch.
@@ -564,17 +555,20 @@ def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int, *, ac
 def _predict_batches(model, data: Encoded, batches, outputs: list, order: list, *, accelerator, pad_id: int) -> None:
     """Append each batch's float32 logits to `outputs` and its row indices to `order`."""
     for indices in batches:
-        batch = _to_device(
-            collate(
-                data.input_ids,
-                indices,
-                pad_id,
-                token_type_ids=data.token_type_ids,
-                pad_to_multiple_of=padding_multiple(accelerator.device.type),
-            ),
-            accelerator.device,
-        )
+        batch = _device_batch(data, indices, pad_id, accelerator)
         with accelerator.autocast():
             logits = model(**batch).logits
         outputs.append(logits.float().cpu().numpy())
         order.append(indices)
+
+
+def _device_batch(data: Encoded, indices, pad_id: int, accelerator) -> dict[str, torch.Tensor]:
+    """The rows `indices` of `data`, padded to their longest (a multiple of 8 on CUDA), on the device."""
+    batch = collate(
+        data.input_ids,
+        indices,
+        pad_id,
+        token_type_ids=data.token_type_ids,
+        pad_to_multiple_of=padding_multiple(accelerator.device.type),
+    )
+    return _to_device(batch, accelerator.device)
