@@ -16,7 +16,42 @@ import typer
 from roberta_ft import __version__
 from roberta_ft.errors import RobertaFtError
 
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """Usage errors (an unknown option, a value of the wrong type) as one `error:` line like every other error.
+
+    Typer would print the usage, a "Try --help" line and a boxed message; this keeps its exit code (2).
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        from typer._click import exceptions as click_errors
+
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:  # the help was printed already; keep typer's exit code
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            where = getattr(getattr(exc, "ctx", None), "command_path", None)
+            hint = f" (see '{where} --help')" if where and isinstance(exc, click_errors.UsageError) else ""
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            self._error(f"{message[:1].lower()}{message[1:]}{hint}")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            self._error("aborted")
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+    @staticmethod
+    def _error(message: str) -> None:
+        from roberta_ft.console import stderr
+
+        stderr.print(f"[bold red]error:[/] {_escape(message)}", highlight=False, markup=True, soft_wrap=True)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="roberta-ft",
     help="Fine-tune RoBERTa for text classification: train on a CSV/TSV/JSONL file, evaluate (GLUE included), predict.",
     no_args_is_help=True,

@@ -37,6 +37,28 @@ def test_python_dash_m_is_the_same_cli():
     assert result.returncode == 0 and result.stdout.startswith("roberta-ft ")
 
 
+def test_usage_errors_are_one_line_with_exit_code_2(tmp_path):
+    data = str(write_reviews(tmp_path / "r.csv", n=20))
+    cases = [
+        (["train", data, "--batch-size", "abc"], "invalid value for '--batch-size'"),
+        (["train", data, "--bogus-flag"], "no such option: --bogus-flag"),
+        (["predict"], "missing argument"),
+        (["eval", "--precision", "fp8"], "invalid value for '--precision'"),
+    ]
+    for args, expected in cases:
+        result = subprocess.run([sys.executable, "-m", "roberta_ft", *args], capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, (args, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, result.stderr)
+        assert "--help" in lines[0] and "Traceback" not in result.stderr and result.stdout == ""
+    through_runner = invoke("train", data, "--epochs", "two")
+    assert through_runner.exit_code == 2 and through_runner.output.strip().startswith(
+        "error: invalid value for '--epochs'"
+    )
+    no_args = subprocess.run([sys.executable, "-m", "roberta_ft"], capture_output=True, text=True)
+    assert no_args.returncode == 2 and "Usage" in no_args.stdout + no_args.stderr  # bare command: the help
+
+
 def test_tasks_lists_builtin_plugins():
     result = invoke("tasks", "--json")
     assert result.exit_code == 0
