@@ -202,6 +202,17 @@ class MeasuredRun:
     cpu_wait_share: float | None  # share of the run's wall time some task waited for a CPU (PSI)
 
 
+def peer_main(parse_args, run, argv: list[str] | None = None) -> int:
+    """A peer script's main: run it with library chatter on stderr, then print its one JSON result line."""
+    import contextlib
+
+    args = parse_args(argv)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run(args)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
 def run_measured(command: list[str], timeout: float | None = None, env: dict[str, str] | None = None) -> MeasuredRun:
     """Run a command and return its output with the peak RSS of that one child (via ``os.wait4``).
 

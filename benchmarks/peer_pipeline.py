@@ -7,14 +7,12 @@ predicted label of each line to --labels-out (one per line) and prints one JSON 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import read_lines, self_peak_rss_mb  # noqa: E402
+from common import peer_main, read_lines, self_peak_rss_mb  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,11 +54,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    with contextlib.redirect_stdout(sys.stderr):
-        result = run(args)
-    print(json.dumps(result), flush=True)
-    return 0
+    return peer_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,13 @@ line on stdout at the end; everything else goes to stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import self_peak_rss_mb  # noqa: E402
+from common import peer_main, self_peak_rss_mb  # noqa: E402
 
 MODES = ("static128", "dynamic", "tuned")
 
@@ -138,12 +136,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # Keep stdout for the single JSON result line; library chatter goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        result = run(args)
-    print(json.dumps(result), flush=True)
-    return 0
+    return peer_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

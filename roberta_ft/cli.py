@@ -36,18 +36,12 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
             where = getattr(getattr(exc, "ctx", None), "command_path", None)
             hint = f" (see '{where} --help')" if where and isinstance(exc, click_errors.UsageError) else ""
             message = " ".join(exc.format_message().split()).rstrip(".")
-            self._error(f"{message[:1].lower()}{message[1:]}{hint}")
+            _print_error(_escape(f"{message[:1].lower()}{message[1:]}{hint}"))
             sys.exit(exc.exit_code)
         except typer.Abort:
-            self._error("aborted")
+            _print_error("aborted")
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
-
-    @staticmethod
-    def _error(message: str) -> None:
-        from roberta_ft.console import stderr
-
-        stderr.print(f"[bold red]error:[/] {_escape(message)}", highlight=False, markup=True, soft_wrap=True)
 
 
 app = typer.Typer(
@@ -163,10 +157,15 @@ def _setup() -> None:
     quiet_libraries(State.verbose)
 
 
-def _fail(message: str, code: int) -> None:
+def _print_error(message: str) -> None:
+    """`message` (rich markup already escaped) as the one `error:` line on stderr."""
     from roberta_ft.console import stderr
 
     stderr.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+
+
+def _fail(message: str, code: int) -> None:
+    _print_error(message)
     raise typer.Exit(code)
 
 

@@ -192,19 +192,23 @@ def classification_report(predictions: np.ndarray, references: np.ndarray, names
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     labels = list(range(len(names)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        references, predictions, labels=labels, zero_division=0
-    )
+    scores = precision_recall_fscore_support(references, predictions, labels=labels, zero_division=0)
     return {
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(names)
-        },
+        "per_class": per_class_table(scores, names),
         "confusion_matrix": confusion_matrix(references, predictions, labels=labels).tolist(),
         "labels": list(names),
+    }
+
+
+def per_class_table(scores, names) -> dict[str, dict[str, float]]:
+    """sklearn's (precision, recall, f1, support) arrays as {label name: {metric: value}}."""
+    precision, recall, f1, support = scores
+    return {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(names)
     }

@@ -15,6 +15,7 @@ whose layers are not the BERT-style layout checked here, are left alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import types
@@ -57,14 +58,12 @@ def _last_layer(model):
     return layer
 
 
-def _first_token_forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+def _first_token_forward(self, hidden_states, attention_mask=None, *args, attention_function, **kwargs):
     """The last layer, evaluated for position 0 only; returns a (batch, 1, hidden) tensor.
 
     The encoder's other arguments (cross-attention inputs, cache, position ids) do not apply to the
     encoder-only models `_last_layer` accepts.
     """
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
     attention = self.attention.self
     batch, length, _ = hidden_states.shape
     first = hidden_states[:, :1]
@@ -74,9 +73,7 @@ def _first_token_forward(self, hidden_states, attention_mask=None, *args, **kwar
     value = attention.value(hidden_states).view(batch, length, *heads).transpose(1, 2)
     if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.shape[-2] > 1:
         attention_mask = attention_mask[:, :, :1, :]  # the first query's row of the (batch, 1, L, L) mask
-    eager = sys.modules[type(attention).__module__].eager_attention_forward
-    interface = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager)
-    context, _ = interface(
+    context, _ = attention_function(
         attention,
         query,
         key,
@@ -96,7 +93,12 @@ def first_token_only(model) -> Iterator[bool]:
     if layer is None or "forward" in vars(layer):  # unsupported, or already switched by an outer block
         yield layer is not None
         return
-    layer.forward = types.MethodType(_first_token_forward, layer)
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    attention = layer.attention.self
+    eager = sys.modules[type(attention).__module__].eager_attention_forward  # the model file's own eager path
+    function = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager)
+    layer.forward = types.MethodType(functools.partial(_first_token_forward, attention_function=function), layer)
     try:
         yield True
     finally:

@@ -121,21 +121,12 @@ def report(predictions: np.ndarray, references: np.ndarray, names: Sequence[str]
     """Per-label precision/recall/F1/support (no confusion matrix: a row may have any number of labels)."""
     from sklearn.metrics import precision_recall_fscore_support
 
-    precision, recall, f1, support = precision_recall_fscore_support(
+    from roberta_ft.evaluate import per_class_table
+
+    scores = precision_recall_fscore_support(
         references.astype(np.int64), predictions, average=None, labels=list(range(len(names))), zero_division=0
     )
-    return {
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, name in enumerate(names)
-        },
-        "labels": list(names),
-    }
+    return {"per_class": per_class_table(scores, names), "labels": list(names)}
 
 
 def label_map_for_training(

@@ -113,12 +113,7 @@ def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_forma
     run = artifacts.read_run_config(model_dir)
     if not Path(config.input).exists():
         raise DataError(f"file not found: {config.input}", "check the path of the text file")
-    out_path = Path(config.output) if config.output else None
-    if out_path is not None:
-        if out_path.suffix.lower() not in OUTPUT_FORMATS:
-            raise ConfigError(f"cannot tell the output format of {out_path}", "use a .csv, .tsv or .jsonl file name")
-        if out_path.exists() and not config.overwrite:
-            raise ConfigError(f"--output {out_path} already exists", "pass --overwrite to replace it")
+    out_path = output_path(config)
     runtime = resolve_runtime(config.device, config.precision)
     model, tokenizer = load_trained(model_dir, trust_remote_code=config.trust_remote_code)
     regression = model.config.problem_type == "regression" or model.config.num_labels == 1
@@ -211,6 +206,17 @@ def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_forma
         raise
     logger.info("Wrote %d predictions to %s", result.num_lines, out_path)
     return result
+
+
+def output_path(config: PredictConfig) -> Path | None:
+    """--output as a Path after checking its format is known and that it may be written (None: stdout)."""
+    out_path = Path(config.output) if config.output else None
+    if out_path is not None:
+        if out_path.suffix.lower() not in OUTPUT_FORMATS:
+            raise ConfigError(f"cannot tell the output format of {out_path}", "use a .csv, .tsv or .jsonl file name")
+        if out_path.exists() and not config.overwrite:
+            raise ConfigError(f"--output {out_path} already exists", "pass --overwrite to replace it")
+    return out_path
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import TextIO
 
 from roberta_ft import artifacts
 from roberta_ft.config import PredictConfig
 from roberta_ft.data import encode_dataset, is_file_source, load_source
 from roberta_ft.errors import ConfigError
-from roberta_ft.predict import OUTPUT_FORMATS, PredictResult, RowWriter, _softmax
+from roberta_ft.predict import OUTPUT_FORMATS, PredictResult, RowWriter, _softmax, output_path
 from roberta_ft.registry import Task
 
 logger = logging.getLogger(__name__)
@@ -47,12 +46,7 @@ def predict_split(config: PredictConfig, stdout: TextIO | None = None) -> Predic
     writer = task.extras.get("write_submission")
     if config.submission is not None and writer is None:
         raise ConfigError(f"task {task.name!r} has no leaderboard file format", "drop --submission; use --output")
-    out_path = Path(config.output) if config.output else None
-    if out_path is not None:
-        if out_path.suffix.lower() not in OUTPUT_FORMATS:
-            raise ConfigError(f"cannot tell the output format of {out_path}", "use a .csv, .tsv or .jsonl file name")
-        if out_path.exists() and not config.overwrite:
-            raise ConfigError(f"--output {out_path} already exists", "pass --overwrite to replace it")
+    out_path = output_path(config)
     model_dir = artifacts.check_model_dir(config.model_dir)
     run = artifacts.read_run_config(model_dir)
     trained = run.get("config", {})
