@@ -326,18 +326,10 @@ def train(
     from roberta_ft.config import TrainConfig
 
     values = _run(_settings, config, flags)
-    from roberta_ft.train import resolve_task
-
-    task = _run(resolve_task, values.get("task"), values.get("data"))
-    values["task"] = task.name  # DATA may name the task (glue/rte): the resolved settings say so
-    if values.get("recipe") is not None:
-        from roberta_ft.recipes import apply_recipe
-
-        values = _run(apply_recipe, values, task)
     if not values.get("output"):
         _fail("no output directory given (pass --output DIR)", 2)
     settings = _run(TrainConfig.from_dict, values, source=str(config) if config else "the options")
-    settings = _run(settings.resolved)
+    settings = _run(settings.resolved)  # the task (DATA may name it), its --recipe, then the defaults
     if print_config:
         _print_json(settings.to_dict()) if json_output else typer.echo(settings.to_json())
         return
@@ -562,6 +554,8 @@ def tasks(json_output: JsonOption = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from roberta_ft.problems import KINDS
+
     table = Table(title="Tasks", title_justify="left")
     for column in ("task", "input", "labels", "metric", "datasets by name"):
         table.add_column(column)
@@ -569,7 +563,7 @@ def tasks(json_output: JsonOption = False) -> None:
         table.add_row(
             row["name"],
             " + ".join(row["text_fields"]),
-            "regression" if row["problem_type"] == "regression" else ", ".join(row["labels"] or ["from the data"]),
+            ", ".join(row["labels"] or ["from the data"]) if KINDS[row["problem_type"]].has_labels else "regression",
             row["primary_metric"],
             ", ".join(row["datasets"]),
         )

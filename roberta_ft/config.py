@@ -6,16 +6,54 @@ import dataclasses
 import difflib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roberta_ft.errors import ConfigError
 
+if TYPE_CHECKING:
+    from roberta_ft.registry import Task
+
+# Every training default, in one place. A TrainConfig field is None until given (a flag, a --config
+# file or Python); `TrainConfig.resolved` fills what was not given from the task's --recipe, then from
+# the model defaults below, then from these.
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "model": "roberta-base",
+    "validation_split": 0.1,
+    "encoding": "utf-8",
+    "batch_size": 32,
+    "max_length": 256,
+    "warmup_ratio": 0.06,
+    "weight_decay": 0.1,
+    "adam_betas": (0.9, 0.98),  # RoBERTa's Adam settings
+    "adam_epsilon": 1e-6,
+    "gradient_accumulation": 1,
+    "max_grad_norm": 1.0,
+    "eval_batch_size": 128,
+    "seed": 42,
+    "device": "auto",
+    "precision": "auto",
+    "drop_invalid": False,
+    "overwrite": False,
+    "trust_remote_code": False,
+    "resume": False,
+    "keep_checkpoints": 2,
+    "skip_nonfinite": 0,
+    "multi_label": False,
+    "label_separator": "|",
+    "threshold": 0.5,
+    "long_text": "truncate",
+    "report_to": (),
+    "length_bucketing": True,
+}
 # Settings suited to fine-tuning a pretrained RoBERTa (the RoBERTa paper's GLUE ranges), and to training
 # the `tiny` model from scratch, which needs a much higher learning rate and more epochs.
 PRETRAINED_DEFAULTS = {"learning_rate": 2e-5, "epochs": 3}
 TINY_DEFAULTS = {"learning_rate": 1e-3, "epochs": 10}
+# Without --save-every, a checkpoint every epoch and at least this often.
+SAVE_EVERY_SECONDS = 600.0
 
 
 def _closest_key(key: str, known: list[str]) -> str:
@@ -86,68 +124,79 @@ def _check_choice(name: str, value, choices) -> None:
 
 @dataclass(frozen=True)
 class TrainConfig(_Settings):
+    """The settings of one training run. None means "not given": see TRAIN_DEFAULTS and `resolved`."""
+
     data: str
     output: str
-    task: str = "classification"
-    model: str = "roberta-base"
+    task: str | None = None  # None: the task DATA names (glue/rte), else classification
+    model: str | None = None  # roberta-base
     validation: str | None = None
-    validation_split: float = 0.1
+    validation_split: float | None = None
     text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
     format: str | None = None
-    encoding: str = "utf-8"
+    encoding: str | None = None
     data_dir: str | None = None
-    epochs: int | None = None  # None: 3 for a pretrained model, 10 for tiny
-    batch_size: int = 32
-    learning_rate: float | None = None  # None: 2e-5 for a pretrained model, 1e-3 for tiny
-    max_length: int = 256
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.1
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    adam_epsilon: float = 1e-6
-    gradient_accumulation: int = 1
-    max_grad_norm: float = 1.0
-    eval_batch_size: int = 128
-    seed: int = 42
-    early_stopping_patience: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    metric: str | None = None
-    drop_invalid: bool = False
-    overwrite: bool = False
-    trust_remote_code: bool = False
+    epochs: int | None = None  # 3 for a pretrained model, 10 for tiny
+    batch_size: int | None = None  # samples per optimizer step, over all processes and accumulation steps
+    learning_rate: float | None = None  # 2e-5 for a pretrained model, 1e-3 for tiny
+    max_length: int | None = None
+    warmup_ratio: float | None = None
+    weight_decay: float | None = None
+    adam_betas: tuple[float, float] | None = None
+    adam_epsilon: float | None = None
+    gradient_accumulation: int | None = None
+    max_grad_norm: float | None = None  # 0: no clipping
+    eval_batch_size: int | None = None
+    seed: int | None = None
+    early_stopping_patience: int | None = None  # None: never stop early
+    device: str | None = None
+    precision: str | None = None
+    metric: str | None = None  # an extra evaluate metric
+    drop_invalid: bool | None = None
+    overwrite: bool | None = None
+    trust_remote_code: bool | None = None
     recipe: str | None = None
-    resume: bool = False  # continue the run in --output from its last checkpoint
+    resume: bool | None = None  # continue the run in --output from its last checkpoint
     save_every: int | None = None  # optimizer steps between checkpoints; None: every epoch and every ~10 minutes
-    keep_checkpoints: int = 2
-    skip_nonfinite: int = 0  # steps with a non-finite loss skipped before the run stops
+    keep_checkpoints: int | None = None
+    skip_nonfinite: int | None = None  # steps with a non-finite loss skipped before the run stops
     # Data people really have: imbalance, several labels per row, long texts (see docs/data-formats.md).
     class_weights: str | tuple[float, ...] | None = None  # "auto" (inverse frequency) or one weight per label
     metric_for_best: str | None = None  # None: the task's primary metric (micro_f1 with multi_label)
-    multi_label: bool = False
-    label_separator: str = "|"
-    threshold: float = 0.5  # multi_label: a label is predicted when its probability reaches it
-    long_text: str = "truncate"  # truncate | head-tail | sliding
+    multi_label: bool | None = None
+    label_separator: str | None = None
+    threshold: float | None = None  # multi_label: a label is predicted when its probability reaches it
+    long_text: str | None = None  # truncate | head-tail | sliding
     stride: int | None = None  # sliding: tokens consecutive windows share; None: max_length // 2
-    report_to: tuple[str, ...] = ()  # experiment trackers: tensorboard, wandb, mlflow
+    report_to: tuple[str, ...] | None = None  # experiment trackers: tensorboard, wandb, mlflow
     # Batches of similar-length rows (docs/performance.md); no flag: off only to measure what it gives.
-    length_bucketing: bool = True
+    length_bucketing: bool | None = None
 
     @property
     def is_tiny(self) -> bool:
         return self.model == "tiny"
 
+    def given(self) -> dict[str, Any]:
+        """The settings given explicitly (not None)."""
+        return {key: value for key, value in self.to_dict().items() if value is not None}
+
     def resolved(self) -> TrainConfig:
-        """Fill the defaults that depend on the model, then validate everything once."""
-        defaults = TINY_DEFAULTS if self.is_tiny else PRETRAINED_DEFAULTS
-        config = self.replace(
-            learning_rate=self.learning_rate if self.learning_rate is not None else defaults["learning_rate"],
-            epochs=self.epochs if self.epochs is not None else defaults["epochs"],
-        )
+        """Every setting filled, for the CLI and Python alike, then validated once.
+
+        The task comes from --task or DATA; then the precedence is TRAIN_DEFAULTS < the model's
+        defaults (pretrained or tiny) < the task's --recipe < what was given.
+        """
         from roberta_ft.imbalance import parse_class_weights
+        from roberta_ft.registry import resolve_task
         from roberta_ft.tracking import parse_report_to
 
+        task = resolve_task(self.task, self.data)
+        values = apply_recipe({**self.given(), "task": task.name}, task)
+        model = values.get("model", TRAIN_DEFAULTS["model"])
+        defaults = {**TRAIN_DEFAULTS, **(TINY_DEFAULTS if model == "tiny" else PRETRAINED_DEFAULTS)}
+        config = TrainConfig.from_dict({**defaults, **values})
         config = config.replace(
             class_weights=parse_class_weights(config.class_weights), report_to=parse_report_to(config.report_to)
         )
@@ -286,9 +335,32 @@ def _check_data_options(settings) -> None:
     if not getattr(settings, "label_separator", "|"):
         raise ConfigError("--label-separator must not be empty", "pass e.g. --label-separator '|'")
     if settings.long_text is not None or settings.stride is not None:
-        from roberta_ft.long_text import check_options
+        from roberta_ft.data.tokens import check_options
 
         check_options(settings.long_text or "sliding", settings.stride, settings.max_length)
+
+
+def apply_recipe(values: Mapping[str, Any], task: Task) -> dict[str, Any]:
+    """Settings with the recipe named by ``values["recipe"]`` filled in under them.
+
+    ``values`` holds only the settings given explicitly (a --config file's, then the flags', or the
+    non-None fields of a TrainConfig), so the precedence is: defaults < recipe < config file < flags.
+    A recipe may name the base model (``model``); it is used when no model was given. Without a
+    recipe, ``values`` is returned as is. `TrainConfig.resolved` applies it, for the CLI and Python alike.
+    """
+    name = values.get("recipe")
+    if name is None:
+        return dict(values)
+    from roberta_ft.recipes import recipe_settings
+
+    settings = recipe_settings(task, name)
+    unknown = [key for key in settings if key not in TrainConfig.field_names()]
+    if unknown:
+        raise ConfigError(
+            f"recipe {name!r} of task {task.name!r} sets unknown setting(s) {', '.join(map(repr, unknown))}",
+            "fix the task plugin's recipe: keys must be TrainConfig settings",
+        )
+    return {**settings, **values}
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -31,14 +31,13 @@ class GlueReport:
 
 
 def _glue_task(model_dir: str) -> str:
-    from roberta_ft.registry import available_tasks
+    from roberta_ft_tasks.glue import SPECS
 
     artifacts.check_model_dir(model_dir)
     task_name = artifacts.read_run_config(model_dir).get("task")
     if task_name is None:
         raise ConfigError(f"{model_dir} has no run_config.json naming its task", "pass models trained by roberta-ft")
-    task = available_tasks().get(task_name)
-    if task is None or "glue_name" not in task.extras:
+    if task_name not in SPECS:
         raise ConfigError(
             f"{model_dir} was trained for task {task_name!r}, not a GLUE task",
             "pass models trained on glue/cola, glue/sst2, ...",

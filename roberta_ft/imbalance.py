@@ -1,4 +1,4 @@
-"""Class imbalance: per-label loss weights (`--class-weights auto|W1,W2,...`) and the best-checkpoint metric."""
+"""Class imbalance: per-label loss weights (`--class-weights auto|W1,W2,...`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import numpy as np
 from roberta_ft.errors import ConfigError
 
 AUTO = "auto"
-# Metrics where a smaller value is better; every other metric is better when larger.
-_LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "error", "perplexity")
 
 
 def parse_class_weights(value: Any) -> str | tuple[float, ...] | None:
@@ -54,39 +52,3 @@ def resolve_class_weights(spec: str | tuple[float, ...] | None, label_ids: np.nd
             "give one weight per label, in this order",
         )
     return tuple(float(w) for w in spec)
-
-
-def greater_is_better(metric: str) -> bool:
-    return not any(word in metric.lower() for word in _LOWER_IS_BETTER)
-
-
-def check_metric_for_best(name: str, produced: Sequence[str]) -> None:
-    """`--metric-for-best NAME` must be one of the metrics the validation produces."""
-    if name not in produced:
-        import difflib
-
-        close = [m for m in produced if m.startswith(name)][:1] or difflib.get_close_matches(name, list(produced), n=1)
-        raise ConfigError(
-            f"--metric-for-best {name!r} is not among the validation metrics ({', '.join(produced)})",
-            (f"did you mean {close[0]!r}? " if close else "") + "pick one of those",
-        )
-
-
-def check_settings(task, class_weights) -> None:
-    if class_weights is not None and task.is_regression:
-        raise ConfigError(f"--class-weights does not apply to regression task {task.name!r}", "drop --class-weights")
-
-
-def metric_names(compute, targets: np.ndarray, num_labels: int | None) -> list[str]:
-    """The metrics `compute(logits, targets)` produces, found by scoring perfect logits (before any training)."""
-    if targets.ndim == 2:  # multi-hot rows
-        logits = targets.astype(np.float32) * 8 - 4
-    elif num_labels is None:  # regression
-        logits = targets.astype(np.float32)[:, None]
-    else:
-        logits = np.eye(num_labels, dtype=np.float32)[targets] * 8
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. a constant validation set's correlation
-        return list(compute(logits, targets))

@@ -1,4 +1,11 @@
-"""The one train / evaluate / predict loop, on Accelerate. It never branches on a task's name."""
+"""The one train / evaluate / predict loop, on Accelerate. It never branches on a task or a problem kind.
+
+`train` reads top to bottom in phases: set-up (optimizer, schedule, distribution), resuming, then
+for each epoch its global batches, one optimizer step per batch (`_Run.step`: forward and backward
+over micro-batches, clipping, the non-finite check), the bookkeeping after each step (loss records,
+progress, checkpoints), and the epoch's evaluation (`_Run.evaluate`: metrics, the best-epoch rule,
+early stopping). The loss comes from the problem (problems.py), the best-epoch rule from best_epoch.py.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +14,34 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
+from roberta_ft.best_epoch import BestEpochRule
 from roberta_ft.checkpoint import Checkpoint, Checkpointer, set_rng_state
-from roberta_ft.cpu_dropout import fast_cpu_dropout
-from roberta_ft.data import Encoded, bucketed_batches, collate, padding_multiple, sorted_batches
+from roberta_ft.data.batches import bucketed_batches, collate, padding_multiple, sorted_batches
+from roberta_ft.data.tokens import Encoded
 from roberta_ft.errors import TrainingError
-from roberta_ft.first_token import first_token_only
+from roberta_ft.speed.cpu_dropout import fast_cpu_dropout
+from roberta_ft.speed.first_token import first_token_only
+
+if TYPE_CHECKING:
+    from roberta_ft.config import TrainConfig
 
 logger = logging.getLogger(__name__)
+
+# (logits, targets) -> the mean loss of a micro-batch: the problem's loss (problems.py).
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class LoopSettings:
+    """What the loop needs of the run's settings; built by `from_config`, so every default stays in config.py."""
+
     epochs: int
     batch_size: int  # samples per optimizer step, over all processes and accumulation steps
     learning_rate: float
@@ -34,18 +51,25 @@ class LoopSettings:
     max_grad_norm: float
     seed: int
     eval_batch_size: int
-    early_stopping_patience: int | None
-    primary_metric: str
-    greater_is_better: bool = True
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    adam_epsilon: float = 1e-6
-    regression: bool = False
-    save_every: int | None = None  # optimizer steps between checkpoints; None: every save_every_seconds
-    save_every_seconds: float | None = 600.0
-    skip_nonfinite: int = 0  # non-finite steps skipped (with a warning) before the run stops
-    class_weights: tuple[float, ...] | None = None  # per label id, in the cross-entropy loss
-    multi_label: bool = False  # sigmoid/BCE over multi-hot targets
-    length_bucketing: bool = True  # batches of similar-length rows (False: plain shuffled batches)
+    rule: BestEpochRule
+    adam_betas: tuple[float, float]
+    adam_epsilon: float
+    save_every: int | None  # optimizer steps between checkpoints; None: every save_every_seconds
+    save_every_seconds: float | None
+    skip_nonfinite: int  # non-finite steps skipped (with a warning) before the run stops
+    length_bucketing: bool  # batches of similar-length rows (False: plain shuffled batches)
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, rule: BestEpochRule) -> LoopSettings:
+        """From a resolved TrainConfig."""
+        from dataclasses import fields
+
+        from roberta_ft.config import SAVE_EVERY_SECONDS
+
+        # Every field but these two is the TrainConfig setting of the same name.
+        own = {"rule": rule, "save_every_seconds": SAVE_EVERY_SECONDS}
+        values = {f.name: own[f.name] if f.name in own else getattr(config, f.name) for f in fields(cls)}
+        return cls(**{**values, "adam_betas": tuple(values["adam_betas"])})
 
 
 class Progress(Protocol):
@@ -103,55 +127,6 @@ class History:
         return self.train_samples / self.train_seconds if self.train_seconds else 0.0
 
 
-def _optimizer(model: torch.nn.Module, settings: LoopSettings, device: torch.device) -> torch.optim.Optimizer:
-    # No weight decay on biases and LayerNorm weights (as in BERT/RoBERTa fine-tuning).
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        (no_decay if parameter.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": settings.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    # The fused kernel updates all parameters in one pass; it exists for CPU and CUDA in current torch.
-    fused = device.type in ("cpu", "cuda")
-    return torch.optim.AdamW(
-        groups, lr=settings.learning_rate, betas=settings.adam_betas, eps=settings.adam_epsilon, fused=fused
-    )
-
-
-def _linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    return {key: torch.from_numpy(value).to(device, non_blocking=True) for key, value in batch.items()}
-
-
-def compute_loss(
-    logits: torch.Tensor, targets: torch.Tensor, regression: bool, class_weights=None, multi_label: bool = False
-) -> torch.Tensor:
-    logits = logits.float()
-    if regression:
-        return torch.nn.functional.mse_loss(logits.squeeze(-1), targets.float())
-    if multi_label:  # one sigmoid per label; targets are multi-hot rows
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
-    return torch.nn.functional.cross_entropy(logits, targets, weight=class_weights)
-
-
-def shard(batches: list[np.ndarray], process_index: int, num_processes: int) -> list[np.ndarray]:
-    """Split every global batch into `num_processes` disjoint parts: each sample goes to exactly one process."""
-    if num_processes == 1:
-        return batches
-    return [np.array_split(batch, num_processes)[process_index] for batch in batches]
-
-
 @dataclass
 class LoopState:
     """Where a run stands: everything besides tensors that a checkpoint must carry to resume it exactly."""
@@ -188,6 +163,7 @@ def train(
     *,
     accelerator,
     pad_id: int,
+    loss: LossFunction,
     metrics: Callable[[np.ndarray], dict[str, float]],
     on_best: Callable[[torch.nn.Module, dict[str, Any]], None],
     progress: Progress | None = None,
@@ -195,217 +171,315 @@ def train(
     resume: Checkpoint | None = None,
     train_lines: Sequence[int] | None = None,
 ) -> History:
-    """Fine-tune `model`; evaluate each epoch; call `on_best` whenever the primary metric improves.
+    """Fine-tune `model`; evaluate each epoch; call `on_best` whenever the rule's metric improves.
 
-    `metrics(logits)` turns validation logits (in the validation data's order) into named metrics.
-    With `checkpoints`, the whole training state is saved every `settings.save_every` steps (else every
-    `settings.save_every_seconds`) and after every epoch; `resume` continues from such a checkpoint
-    exactly where it was taken. `train_lines` (the file line of each training row) make error messages
-    point at the data.
+    `loss(logits, targets)` is the problem's loss; `metrics(logits)` turns validation logits (in the
+    validation data's order) into named metrics. With `checkpoints`, the whole training state is saved
+    every `settings.save_every` steps (else every `settings.save_every_seconds`) and after every epoch;
+    `resume` continues from such a checkpoint exactly where it was taken. `train_lines` (the file line
+    of each training row) make error messages point at the data.
     """
     progress = progress or LogProgress()
-    processes = accelerator.num_processes
-    lengths = train_data.lengths
-    steps_per_epoch = math.ceil(len(train_data) / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
-    warmup_steps = round(settings.warmup_ratio * total_steps)
-
-    optimizer = _optimizer(model, settings, accelerator.device)
-    scheduler = _linear_warmup_decay(optimizer, warmup_steps, total_steps)
-    # The scheduler is stepped by hand: the loop already counts optimizer steps across processes.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    targets = torch.from_numpy(train_data.targets)
-
-    state = LoopState(micro_batch=settings.batch_size // (settings.gradient_accumulation * processes))
-    running_loss = torch.zeros((), device=accelerator.device)  # the epoch's summed loss, on the device
-    rng = None
-    if resume is not None:
-        saved = resume.load(
-            accelerator.unwrap_model(model), optimizer, scheduler, accelerator.scaler, accelerator.device
-        )
-        state = LoopState.from_dict(resume.meta["loop"])
-        running_loss = saved["tensors"]["running_loss"].to(accelerator.device)
-        rng = saved["rng"]
-        logger.info("Resuming from checkpoint %s", resume.describe())
-        if state.epoch >= settings.epochs or state.history.stopped_early:
-            logger.info("The run was already complete: nothing left to train")
-    history = state.history
-
-    def save_checkpoint() -> None:
-        if checkpoints is not None:
-            checkpoints.save(
-                step=state.step,
-                epoch=state.epoch,
-                batches_done=state.batches_done,
-                loop_state=state.to_dict(),
-                model=accelerator.unwrap_model(model),
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=accelerator.scaler,
-                tensors={"running_loss": running_loss},
-            )
-
-    best_value = _best_value(history, settings)
-    cleanup = contextlib.ExitStack()
-    progress.start(total_steps, settings.epochs)
+    # --- set-up: optimizer, learning-rate schedule, distribution ---------------------------------
+    run = _Run.start(model, train_data, settings, accelerator, pad_id, loss, checkpoints)
+    # --- resuming: weights, optimizer, schedule, counters and random state of a checkpoint ----------
+    rng = run.restore(resume) if resume is not None else None
+    history, state = run.state.history, run.state
+    best_value = settings.rule.best_value(history.best)
+    progress.start(run.total_steps, settings.epochs)
     try:
-        # The classifier reads only the first token: the last layer computes nothing else (first_token.py).
-        cleanup.enter_context(first_token_only(accelerator.unwrap_model(model)))
-        if accelerator.device.type == "cpu":  # torch's CPU dropout draws numbers serially (cpu_dropout.py)
-            cleanup.enter_context(fast_cpu_dropout(accelerator.unwrap_model(model)))
-        if rng is not None:
-            # Last, so the random numbers drawn from here on are those the interrupted run would have drawn.
-            set_rng_state(rng)
-        while state.epoch < settings.epochs and not history.stopped_early:
-            epoch = state.epoch
-            model.train()
-            # Global batches of `batch_size` samples, bucketed by length: a function of (seed, epoch) only,
-            # so a resumed run skips the batches already done and sees the same ones after them.
-            pools = 64 if settings.length_bucketing else 1  # 1: each batch sorted only within itself, i.e. unbucketed
-            global_batches = bucketed_batches(
-                lengths, settings.batch_size, seed=settings.seed, epoch=epoch, bucket_batches=pools
-            )
-            clock = time.perf_counter()
-            shown_loss = math.nan
-            for global_batch in global_batches[state.batches_done :]:
-                step_loss, samples = _accumulate_gradients_or_shrink(
-                    model, optimizer, train_data, targets, global_batch, state, accelerator, pad_id, settings
-                )
-                grad_norm = None
-                if settings.max_grad_norm > 0:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-                fault = _nonfinite(step_loss, grad_norm if accelerator.scaler is None else None, accelerator)
-                if fault is None:
-                    optimizer.step()
-                    if not accelerator.optimizer_step_was_skipped:
-                        scheduler.step()
-                    running_loss += step_loss
-                    state.running_count += samples
-                else:
-                    state.skipped_nonfinite += 1
-                    where = _describe_step(state, len(global_batches), global_batch, train_lines, scheduler)
-                    if state.skipped_nonfinite > settings.skip_nonfinite:
-                        raise TrainingError(
-                            f"the training {fault} at {where}",
-                            _nonfinite_hint(checkpoints, settings.skip_nonfinite, history.best is not None),
-                        )
-                    logger.warning(
-                        "The training %s at %s: skipping this step (%d of --skip-nonfinite %d)",
-                        fault,
-                        where,
-                        state.skipped_nonfinite,
-                        settings.skip_nonfinite,
+        with _speed_levers(run.bare_model, accelerator.device):
+            if rng is not None:
+                # Last, so the random numbers drawn from here on are those the interrupted run would have drawn.
+                set_rng_state(rng)
+            while state.epoch < settings.epochs and not history.stopped_early:
+                # --- one epoch: global batches of `batch_size` samples, one optimizer step each -------------
+                epoch = state.epoch
+                run.model.train()
+                global_batches = run.epoch_batches(epoch)
+                clock = time.perf_counter()
+                shown_loss = math.nan
+                for global_batch in global_batches[state.batches_done :]:
+                    run.step(global_batch, len(global_batches), train_lines)
+                    now = time.perf_counter()
+                    history.train_seconds += now - clock
+                    clock = now
+                    # --- bookkeeping: the loss curve, progress, checkpoints within the epoch -----------------
+                    read = run.record_loss(len(global_batches))
+                    shown_loss = shown_loss if read is None else read
+                    done = history.train_samples + state.running_count * run.processes
+                    progress.step(
+                        state.step,
+                        epoch + state.batches_done / len(global_batches),
+                        shown_loss,
+                        run.scheduler.get_last_lr()[0],
+                        done / history.train_seconds if history.train_seconds else 0.0,
                     )
-                    if accelerator.scaler is not None:
-                        _close_scaler_step(accelerator.scaler, optimizer)
-                    with warnings.catch_warnings():  # torch warns when the very first step is skipped
-                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                        scheduler.step()  # the batch is spent: keep the schedule in step with the data
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-                state.batches_done += 1
-                now = time.perf_counter()
-                history.train_seconds += now - clock
-                clock = now
-                if _should_read(state.step):
-                    loss_total = float(running_loss)
-                    shown_loss = loss_total / max(1, state.running_count)
-                    if state.running_count > state.logged_count:
-                        history.steps.append(
-                            {
-                                "step": state.step,
-                                "epoch": epoch + state.batches_done / len(global_batches),
-                                "loss": (loss_total - state.logged_loss) / (state.running_count - state.logged_count),
-                                "learning_rate": scheduler.get_last_lr()[0],
-                            }
-                        )
-                        state.logged_loss, state.logged_count = loss_total, state.running_count
-                done = history.train_samples + state.running_count * processes
-                progress.step(
-                    state.step,
-                    epoch + state.batches_done / len(global_batches),
-                    shown_loss,
-                    scheduler.get_last_lr()[0],
-                    done / history.train_seconds if history.train_seconds else 0.0,
-                )
-                # The last batch of an epoch is checkpointed after the evaluation, below.
-                if state.batches_done < len(global_batches) and _checkpoint_due(state.step, settings, checkpoints):
-                    save_checkpoint()
-                    clock = time.perf_counter()  # time spent saving is not training time
-            if accelerator.device.type == "cuda":
-                torch.cuda.synchronize()
-            history.train_seconds += time.perf_counter() - clock
-            history.train_samples += len(train_data)
-            epoch_loss = accelerator.reduce(running_loss, reduction="sum").item() / max(
-                1, state.running_count * processes
-            )
+                    # The last batch of an epoch is checkpointed after the evaluation, below.
+                    if state.batches_done < len(global_batches) and run.checkpoint_due():
+                        run.save_checkpoint()
+                        clock = time.perf_counter()  # time spent saving is not training time
+                if accelerator.device.type == "cuda":
+                    torch.cuda.synchronize()
+                history.train_seconds += time.perf_counter() - clock
+                history.train_samples += len(train_data)
 
-            logits = predict_logits(
-                model, validation_data, settings.eval_batch_size, accelerator=accelerator, pad_id=pad_id
-            )
-            scores = metrics(logits)
-            record = {"epoch": epoch + 1, "step": state.step, "train_loss": epoch_loss, **scores}
-            history.epochs.append(record)
-            value = scores[settings.primary_metric]
-            improved = value > best_value if settings.greater_is_better else value < best_value
-            if improved or history.best is None:
-                best_value = value
-                history.best = dict(record)
-                state.epochs_without_improvement = 0
-                on_best(accelerator.unwrap_model(model), record)
-            else:
-                state.epochs_without_improvement += 1
-            progress.epoch_end(epoch + 1, record, improved)
-            if (
-                settings.early_stopping_patience is not None
-                and state.epochs_without_improvement >= settings.early_stopping_patience
-            ):
-                logger.info(
-                    "Early stopping: %s has not improved for %d epoch(s)",
-                    settings.primary_metric,
-                    state.epochs_without_improvement,
-                )
-                history.stopped_early = True
-            state.epoch, state.batches_done, state.running_count = epoch + 1, 0, 0
-            state.logged_loss, state.logged_count = 0.0, 0
-            running_loss.zero_()
-            save_checkpoint()
+                # --- evaluation: the epoch's metrics, the best epoch, early stopping ----------------------
+                record = run.evaluate(validation_data, metrics)
+                value = record[settings.rule.metric]
+                improved = settings.rule.improves(value, best_value)
+                if improved or history.best is None:
+                    best_value = value
+                    history.best = dict(record)
+                    state.epochs_without_improvement = 0
+                    on_best(run.bare_model, record)
+                else:
+                    state.epochs_without_improvement += 1
+                progress.epoch_end(epoch + 1, record, improved)
+                if settings.rule.should_stop(state.epochs_without_improvement):
+                    logger.info(
+                        "Early stopping: %s has not improved for %d epoch(s)",
+                        settings.rule.metric,
+                        state.epochs_without_improvement,
+                    )
+                    history.stopped_early = True
+                run.next_epoch()
+                run.save_checkpoint()
     finally:
-        cleanup.close()
         progress.stop()
     return history
 
 
-def _best_value(history: History, settings: LoopSettings) -> float:
-    if history.best is not None:
-        return history.best[settings.primary_metric]
-    return -math.inf if settings.greater_is_better else math.inf
+@contextlib.contextmanager
+def _speed_levers(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
+    with contextlib.ExitStack() as levers:
+        # The classifier reads only the first token: the last layer computes nothing else (speed/first_token.py).
+        levers.enter_context(first_token_only(model))
+        if device.type == "cpu":  # torch's CPU dropout draws numbers serially (speed/cpu_dropout.py)
+            levers.enter_context(fast_cpu_dropout(model))
+        yield
 
 
-def _checkpoint_due(step: int, settings: LoopSettings, checkpoints: Checkpointer | None) -> bool:
-    if checkpoints is None:
-        return False
-    if settings.save_every is not None:
-        return step % settings.save_every == 0
-    return settings.save_every_seconds is not None and checkpoints.seconds_since_last() >= settings.save_every_seconds
+@dataclass
+class _Run:
+    """The objects of one training run and the operations of its phases."""
+
+    model: torch.nn.Module  # as prepared by accelerate (a DDP wrapper under data parallelism)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    accelerator: Any
+    train_data: Encoded
+    targets: torch.Tensor
+    settings: LoopSettings
+    pad_id: int
+    loss: LossFunction
+    checkpoints: Checkpointer | None
+    total_steps: int
+    state: LoopState
+    running_loss: torch.Tensor  # the epoch's summed loss, on the device
+
+    @classmethod
+    def start(cls, model, train_data: Encoded, settings: LoopSettings, accelerator, pad_id, loss, checkpoints) -> _Run:
+        processes = accelerator.num_processes
+        steps_per_epoch = math.ceil(len(train_data) / settings.batch_size)
+        total_steps = steps_per_epoch * settings.epochs
+        optimizer = _optimizer(model, settings, accelerator.device)
+        scheduler = _linear_warmup_decay(optimizer, round(settings.warmup_ratio * total_steps), total_steps)
+        # The scheduler is stepped by hand: the loop already counts optimizer steps across processes.
+        model, optimizer = accelerator.prepare(model, optimizer)
+        return cls(
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            accelerator=accelerator,
+            train_data=train_data,
+            targets=torch.from_numpy(train_data.targets),
+            settings=settings,
+            pad_id=pad_id,
+            loss=loss,
+            checkpoints=checkpoints,
+            total_steps=total_steps,
+            state=LoopState(micro_batch=settings.batch_size // (settings.gradient_accumulation * processes)),
+            running_loss=torch.zeros((), device=accelerator.device),
+        )
+
+    @property
+    def processes(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def bare_model(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def restore(self, resume: Checkpoint) -> dict[str, Any]:
+        """Load a checkpoint's tensors and counters; returns its random state, to be set last."""
+        saved = resume.load(self.bare_model, self.optimizer, self.scheduler, self.accelerator.scaler, self.device)
+        self.state = LoopState.from_dict(resume.meta["loop"])
+        self.running_loss = saved["tensors"]["running_loss"].to(self.device)
+        logger.info("Resuming from checkpoint %s", resume.describe())
+        if self.state.epoch >= self.settings.epochs or self.state.history.stopped_early:
+            logger.info("The run was already complete: nothing left to train")
+        return saved["rng"]
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's global batches, bucketed by length: a function of (seed, epoch) only, so a resumed
+        run skips the batches already done and sees the same ones after them."""
+        pools = 64 if self.settings.length_bucketing else 1  # 1: each batch sorted only within itself
+        return bucketed_batches(
+            self.train_data.lengths,
+            self.settings.batch_size,
+            seed=self.settings.seed,
+            epoch=epoch,
+            bucket_batches=pools,
+        )
+
+    def step(self, global_batch: np.ndarray, batches: int, train_lines: Sequence[int] | None) -> None:
+        """One optimizer step over one global batch; a non-finite loss or gradient skips it (or stops the run)."""
+        state, settings = self.state, self.settings
+        step_loss, samples = _accumulate_gradients_or_shrink(self, global_batch)
+        grad_norm = None
+        if settings.max_grad_norm > 0:
+            grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
+        scaler = self.accelerator.scaler
+        fault = _nonfinite(step_loss, grad_norm if scaler is None else None, self.accelerator)
+        if fault is None:
+            self.optimizer.step()
+            if not self.accelerator.optimizer_step_was_skipped:
+                self.scheduler.step()
+            self.running_loss += step_loss
+            state.running_count += samples
+        else:
+            state.skipped_nonfinite += 1
+            where = _describe_step(state, batches, global_batch, train_lines, self.scheduler)
+            if state.skipped_nonfinite > settings.skip_nonfinite:
+                raise TrainingError(
+                    f"the training {fault} at {where}",
+                    _nonfinite_hint(self.checkpoints, settings.skip_nonfinite, state.history.best is not None),
+                )
+            logger.warning(
+                "The training %s at %s: skipping this step (%d of --skip-nonfinite %d)",
+                fault,
+                where,
+                state.skipped_nonfinite,
+                settings.skip_nonfinite,
+            )
+            if scaler is not None:
+                _close_scaler_step(scaler, self.optimizer)
+            with warnings.catch_warnings():  # torch warns when the very first step is skipped
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                self.scheduler.step()  # the batch is spent: keep the schedule in step with the data
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.batches_done += 1
+
+    def record_loss(self, batches: int) -> float | None:
+        """The epoch's mean loss so far, None when not read this step; adds a point to the loss curve when read."""
+        state = self.state
+        if not _should_read(state.step):
+            return None
+        loss_total = float(self.running_loss)
+        if state.running_count > state.logged_count:
+            state.history.steps.append(
+                {
+                    "step": state.step,
+                    "epoch": state.epoch + state.batches_done / batches,
+                    "loss": (loss_total - state.logged_loss) / (state.running_count - state.logged_count),
+                    "learning_rate": self.scheduler.get_last_lr()[0],
+                }
+            )
+            state.logged_loss, state.logged_count = loss_total, state.running_count
+        return loss_total / max(1, state.running_count)
+
+    def checkpoint_due(self) -> bool:
+        if self.checkpoints is None:
+            return False
+        if self.settings.save_every is not None:
+            return self.state.step % self.settings.save_every == 0
+        seconds = self.settings.save_every_seconds
+        return seconds is not None and self.checkpoints.seconds_since_last() >= seconds
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.save(
+                step=self.state.step,
+                epoch=self.state.epoch,
+                batches_done=self.state.batches_done,
+                loop_state=self.state.to_dict(),
+                model=self.bare_model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.accelerator.scaler,
+                tensors={"running_loss": self.running_loss},
+            )
+
+    def evaluate(self, validation_data: Encoded, metrics: Callable[[np.ndarray], dict[str, float]]) -> dict:
+        """The epoch's record: its training loss (mean over every process's samples) and validation metrics."""
+        state = self.state
+        epoch_loss = self.accelerator.reduce(self.running_loss, reduction="sum").item() / max(
+            1, state.running_count * self.processes
+        )
+        logits = predict_logits(
+            self.model, validation_data, self.settings.eval_batch_size, accelerator=self.accelerator, pad_id=self.pad_id
+        )
+        record = {"epoch": state.epoch + 1, "step": state.step, "train_loss": epoch_loss, **metrics(logits)}
+        state.history.epochs.append(record)
+        return record
+
+    def next_epoch(self) -> None:
+        state = self.state
+        state.epoch, state.batches_done, state.running_count = state.epoch + 1, 0, 0
+        state.logged_loss, state.logged_count = 0.0, 0
+        self.running_loss.zero_()
 
 
-def _accumulate_gradients_or_shrink(
-    model, optimizer, train_data, targets, global_batch, state: LoopState, accelerator, pad_id, settings
-) -> tuple[torch.Tensor, int]:
+def _optimizer(model: torch.nn.Module, settings: LoopSettings, device: torch.device) -> torch.optim.Optimizer:
+    # No weight decay on biases and LayerNorm weights (as in BERT/RoBERTa fine-tuning).
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # The fused kernel updates all parameters in one pass; it exists for CPU and CUDA in current torch.
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(
+        groups, lr=settings.learning_rate, betas=settings.adam_betas, eps=settings.adam_epsilon, fused=fused
+    )
+
+
+def _linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def shard(batches: list[np.ndarray], process_index: int, num_processes: int) -> list[np.ndarray]:
+    """Split every global batch into `num_processes` disjoint parts: each sample goes to exactly one process."""
+    if num_processes == 1:
+        return batches
+    return [np.array_split(batch, num_processes)[process_index] for batch in batches]
+
+
+def _accumulate_gradients_or_shrink(run: _Run, global_batch) -> tuple[torch.Tensor, int]:
     """Forward and backward one global batch; on out-of-memory, halve the micro-batch and redo it.
 
     Halving the micro-batch doubles the accumulation steps, so the optimizer step is over the same
     samples, weighted the same: only the memory use changes.
     """
+    state, accelerator = run.state, run.accelerator
     while True:
         try:
-            return _accumulate_gradients(
-                *(model, train_data, targets, global_batch, state.micro_batch, accelerator, pad_id),
-                settings.regression,
-                class_weights=settings.class_weights,
-                multi_label=settings.multi_label,
-            )
+            return _accumulate_gradients(run, global_batch, state.micro_batch)
         except OutOfMemoryError:
             if state.micro_batch == 1:
                 raise TrainingError(
@@ -415,7 +489,7 @@ def _accumulate_gradients_or_shrink(
                 ) from None
             smaller = state.micro_batch // 2
         # Outside the except block, so the failed attempt's tensors are freed before retrying.
-        optimizer.zero_grad(set_to_none=True)
+        run.optimizer.zero_grad(set_to_none=True)
         if accelerator.device.type == "cuda":
             torch.cuda.empty_cache()
         local = math.ceil(len(global_batch) / accelerator.num_processes)
@@ -426,40 +500,28 @@ def _accumulate_gradients_or_shrink(
             state.micro_batch,
             smaller,
             math.ceil(local / smaller),
-            settings.batch_size,
+            run.settings.batch_size,
         )
         state.micro_batch = smaller
 
 
-def _accumulate_gradients(
-    model,
-    train_data: Encoded,
-    targets,
-    global_batch,
-    micro_batch: int,
-    accelerator,
-    pad_id: int,
-    regression: bool,
-    *,
-    class_weights: Sequence[float] | None = None,
-    multi_label: bool = False,
-) -> tuple[torch.Tensor, int]:
+def _accumulate_gradients(run: _Run, global_batch, micro_batch: int) -> tuple[torch.Tensor, int]:
     """Accumulate one global batch's gradients over micro-batches; returns the summed loss and the sample count."""
+    accelerator = run.accelerator
     processes = accelerator.num_processes
     local = shard([global_batch], accelerator.process_index, processes)[0]
     micro_batches = [local[i : i + micro_batch] for i in range(0, len(local), micro_batch)] or [local]
     loss_sum = torch.zeros((), device=accelerator.device)
-    weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32).to(accelerator.device)
     for k, indices in enumerate(micro_batches):
-        batch = _device_batch(train_data, indices, pad_id, accelerator)
-        batch_targets = targets[indices].to(accelerator.device, non_blocking=True)
+        batch = _device_batch(run.train_data, indices, run.pad_id, accelerator)
+        batch_targets = run.targets[indices].to(accelerator.device, non_blocking=True)
         last = k == len(micro_batches) - 1
         # Gradients are all-reduced once per optimizer step, not per micro-batch.
-        context = accelerator.no_sync(model) if not last else contextlib.nullcontext()
+        context = accelerator.no_sync(run.model) if not last else contextlib.nullcontext()
         with context:
             with accelerator.autocast():
-                logits = model(**batch).logits
-            loss = compute_loss(logits, batch_targets, regression, weights, multi_label)
+                logits = run.model(**batch).logits
+            loss = run.loss(logits, batch_targets)
             # Weight each micro-batch by its share of the global batch, so the step is a mean over samples.
             accelerator.backward(loss * (len(indices) * processes / len(global_batch)))
         loss_sum += loss.detach() * len(indices)
@@ -572,3 +634,7 @@ def _device_batch(data: Encoded, indices, pad_id: int, accelerator) -> dict[str,
         pad_to_multiple_of=padding_multiple(accelerator.device.type),
     )
     return _to_device(batch, accelerator.device)
+
+
+def _to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: torch.from_numpy(value).to(device, non_blocking=True) for key, value in batch.items()}

@@ -79,6 +79,45 @@ def regression_metrics(predictions, references) -> dict[str, float]:
     }
 
 
+def multilabel_metrics(predictions, references) -> dict[str, float]:
+    """Multi-hot rows: micro- and macro-averaged F1 over labels, and subset accuracy (every label of the row right)."""
+    from sklearn.metrics import f1_score
+
+    predictions, references = _as_arrays(predictions, references)
+    references = references.astype(np.int64)
+    return {
+        "micro_f1": float(f1_score(references, predictions, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(references, predictions, average="macro", zero_division=0)),
+        "subset_accuracy": float((predictions == references).all(axis=1).mean()) if len(references) else float("nan"),
+    }
+
+
+# Metrics where a smaller value is better (a name containing one of these words); every other is better larger.
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "error", "perplexity")
+
+
+def greater_is_better(metric: str) -> bool:
+    """The direction of a metric, from its name: the one rule the best-epoch choice and tuning follow."""
+    return not any(word in metric.lower() for word in LOWER_IS_BETTER)
+
+
+def scorer(
+    metric_function: Callable, decide: Callable[[np.ndarray], np.ndarray], extra_metric: str | None = None
+) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
+    """(logits, references) -> metrics: `decide` turns logits into predictions, scored by `metric_function`
+    and, with `extra_metric`, by that evaluate metric too."""
+    extra = load_evaluate_metric(extra_metric) if extra_metric else None
+
+    def compute(logits: np.ndarray, references: np.ndarray) -> dict[str, float]:
+        predictions = decide(logits)
+        scores = dict(metric_function(predictions, references))
+        if extra is not None:
+            scores.update(extra(predictions, references))
+        return {key: float(value) for key, value in scores.items()}
+
+    return compute
+
+
 def load_evaluate_metric(name: str) -> Callable:
     """Wrap a metric from the `evaluate` library: a hub id (needs the network) or a local module path."""
     try:

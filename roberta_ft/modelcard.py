@@ -7,16 +7,20 @@ from typing import Any
 
 import yaml
 
+from roberta_ft.problems import CardNotes
+
 
 def render_model_card(
     run_config: dict[str, Any],
     metrics: dict[str, Any],
     validation_report: dict[str, Any] | None = None,
     pictures: Sequence[str] = (),
+    notes: CardNotes | None = None,
 ) -> str:
-    """README.md for the output dir: per-class results from validation_report.json, and links to `pictures`."""
+    """README.md for the output dir: per-class results from validation_report.json, links to `pictures`, and
+    what the problem kind adds (`notes`: Problem.card_notes())."""
     config = run_config["config"]
-    multi_label = bool(config.get("multi_label"))
+    notes = notes or CardNotes()
     best = metrics.get("best") or {}
     scores = {k: v for k, v in best.items() if k not in ("epoch", "step", "train_loss") and isinstance(v, float)}
     base_model = None if config["model"] == "tiny" else config["model"]
@@ -24,8 +28,7 @@ def render_model_card(
     metadata: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "text-classification",
-        "tags": ["roberta-ft", "text-classification", run_config["task"]]
-        + (["multi-label-classification"] if multi_label else []),
+        "tags": ["roberta-ft", "text-classification", run_config["task"], *notes.tags],
         "metrics": list(scores),
         "model-index": [
             {
@@ -78,6 +81,7 @@ def render_model_card(
     settings = ["learning_rate", "epochs", "batch_size", "max_length", "warmup_ratio", "weight_decay", "seed"]
     lines += ["## Training settings", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {name} | {config[name]} |" for name in settings]
+    lines += [f"| {name} | {value} |" for name, value in notes.settings]
     lines += _data_setting_lines(run_config)
     lines += [
         f"| device / precision | {run_config['device']} / {run_config['precision']} |",
@@ -88,20 +92,11 @@ def render_model_card(
         "from transformers import pipeline",
         "",
         'classifier = pipeline("text-classification", model="PATH/TO/THIS/DIR")',
-        *(
-            [
-                f"# One sigmoid per label: keep those with a score of at least {config.get('threshold', 0.5)}",
-                'scores = classifier("An example text", top_k=None)',
-                f'labels = [s["label"] for s in scores if s["score"] >= {config.get("threshold", 0.5)}]',
-            ]
-            if multi_label
-            else ['classifier("An example text")']
-        ),
+        *notes.usage,
         "```",
         "",
         "```bash",
-        "roberta-ft predict PATH/TO/THIS/DIR texts.txt --output predictions.csv"
-        + ("" if multi_label else "   # --top-k 3: the three best labels"),
+        "roberta-ft predict PATH/TO/THIS/DIR texts.txt --output predictions.csv" + notes.predict_hint,
         "roberta-ft eval PATH/TO/THIS/DIR labelled.csv   # metrics, per-class table, eval_report.json",
         "```",
         "",
@@ -130,10 +125,6 @@ def _data_setting_lines(run_config: dict[str, Any]) -> list[str]:
     """The settings that change how the data were read, shown only when they are not the defaults."""
     config = run_config["config"]
     lines = []
-    if config.get("multi_label"):
-        lines.append(
-            f"| multi-label | threshold {config.get('threshold')}, separator `{_cell(config.get('label_separator'))}` |"
-        )
     if config.get("long_text", "truncate") != "truncate":
         stride = f", stride {config['stride']}" if config.get("stride") else ""
         lines.append(f"| long texts | {config['long_text']}{stride} |")

@@ -12,9 +12,7 @@ from roberta_ft.errors import ModelLoadError
 from roberta_ft.hub import hub_reachable
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from roberta_ft.data import LabelMap
+    from collections.abc import Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +68,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def load_pretrained(
-    name: str,
-    *,
-    label_map: LabelMap | None,
-    regression: bool = False,
-    trust_remote_code: bool = False,
-):
-    """A tokenizer and a sequence classifier with a fresh head sized for our labels."""
+def load_pretrained(name: str, *, head: Mapping, trust_remote_code: bool = False):
+    """A tokenizer and a sequence classifier with a fresh head: `head` is its config (Problem.head())."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = _from_pretrained(AutoTokenizer, name, trust_remote_code=trust_remote_code)
-    head = _head_kwargs(label_map, regression)
     model = _from_pretrained(
         AutoModelForSequenceClassification,
         name,
@@ -122,15 +113,15 @@ def _check_label_names(model, model_dir: str) -> None:
         )
 
 
-def _head_kwargs(label_map: LabelMap | None, regression: bool) -> dict:
-    if regression or label_map is None:
-        return {"num_labels": 1, "problem_type": "regression"}
-    return {
-        "num_labels": len(label_map),
-        "id2label": label_map.id2label,
-        "label2id": label_map.label2id,
-        "problem_type": "single_label_classification",
-    }
+def position_limit(model) -> int | None:
+    """The most tokens per input the model's position embeddings allow."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    # RoBERTa-family position ids start after the padding index.
+    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        limit -= model.config.pad_token_id + 1
+    return limit
 
 
 def _ensure_pad_token(tokenizer, model) -> None:
@@ -157,14 +148,11 @@ def train_tiny_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE
     return tokenizer
 
 
-def build_tiny(
-    texts: Sequence[str],
-    *,
-    label_map: LabelMap | None,
-    regression: bool = False,
-    seed: int = 42,
-):
-    """A small RoBERTa with random weights and a tokenizer trained on `texts`: no download needed."""
+def build_tiny(texts: Sequence[str], *, head: Mapping, seed: int = 42):
+    """A small RoBERTa with random weights and a tokenizer trained on `texts`: no download needed.
+
+    `head` is the classifier head's config (Problem.head()).
+    """
     import torch
     from transformers import AutoModelForSequenceClassification, RobertaConfig
 
@@ -176,7 +164,7 @@ def build_tiny(
         eos_token_id=tokenizer.eos_token_id,
         type_vocab_size=1,
         **TINY_SHAPE,
-        **_head_kwargs(label_map, regression),
+        **head,
     )
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_config(config)

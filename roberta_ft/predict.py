@@ -1,83 +1,189 @@
-"""`roberta_ft.predict.predict(config)`: label a text file, one text per line, streaming in input order."""
+"""`roberta_ft.predict.predict(config)`: label a text file, one text per line, or a split of a task's dataset.
+
+A text file streams: read, tokenized, predicted and written a chunk of lines at a time (length-sorted
+batches inside a chunk), rows in input order, so memory stays flat on any file size. An empty line
+gives an empty output row, so line numbers still match. A pair model reads FIRST<TAB>SECOND lines.
+
+`predict MODEL glue/sst2 --split test` predicts a split of the task's own dataset (unlabelled test
+splits included): rows keyed by the split's ``idx``, labels in the task's order by name whatever order
+the model uses, and with ``--submission DIR`` the task's leaderboard file (``Task.write_submission``).
+
+Both inputs take every prediction option (--top-k, --threshold, --long-text/--stride, the output
+formats); the rows are the model's problem's (problems.py), written by predictions.RowWriter.
+"""
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
-from roberta_ft import artifacts, inference, long_text, predictions
+from roberta_ft import artifacts, inference, registry
 from roberta_ft.config import PredictConfig
-from roberta_ft.data import Encoded, iter_lines
+from roberta_ft.data.files import iter_lines
 from roberta_ft.errors import ConfigError, DataError
+from roberta_ft.predictions import PredictResult, RowWriter, output_format, output_path
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+@dataclass(frozen=True)
+class _Item:
+    """One input row: its key (file line or split idx), its text(s); text None: an empty line, not predicted."""
+
+    key: int
+    text: str | None
+    pair: str | None = None
+    raw: str | None = None  # the line as read (a text file's rows show it)
 
 
-@dataclass
-class PredictResult:
-    num_lines: int
-    num_predicted: int
-    seconds: float
-    output: str | None
-    submission: str | None = None  # the leaderboard file written (task datasets with --submission)
+def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_format: str = "plain") -> PredictResult:
+    """Without --output, rows go to `stdout`: `label<TAB>probability` lines, or every field as JSON lines."""
+    config.validate()
+    task = registry.dataset_task(config.input)  # INPUT names a task dataset, e.g. glue/sst2
+    model_dir = artifacts.check_model_dir(config.model_dir)
+    run = artifacts.read_run_config(model_dir)
+    if task is None:
+        if config.submission is not None:
+            raise ConfigError(
+                f"--submission needs a task dataset as INPUT, not the file {config.input}",
+                "pass e.g. glue/sst2 --split test",
+            )
+        if not Path(config.input).exists():
+            raise DataError(f"file not found: {config.input}", "check the path of the text file")
+    elif config.submission is not None and task.write_submission is None:
+        raise ConfigError(f"task {task.name!r} has no leaderboard file format", "drop --submission; use --output")
+    out_path = output_path(config.output, overwrite=config.overwrite)
+    dataset = _split_dataset(task, config, run) if task is not None else None
 
-    @property
-    def texts_per_second(self) -> float:
-        return self.num_predicted / self.seconds if self.seconds else 0.0
+    model = inference.load(model_dir, **inference.load_options(config))
+    if task is None:
+        problem, permutation, key = model.problem, None, "line"
+        items: Iterable[_Item] = _file_items(config.input, config.encoding, pair=model.pair)
+        pair = model.pair
+    else:
+        problem, permutation = inference.align(model.problem, task)
+        key, pair = "idx", "text_pair" in dataset.column_names
+        items = _split_items(dataset)
+    problem.check_top_k(config.top_k)
+    if config.submission is not None and not problem.one_decision_per_text:
+        raise ConfigError("--submission needs one label or score per text, but this model is multi-label", "drop it")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "num_lines": self.num_lines,
-            "num_predicted": self.num_predicted,
-            "seconds": self.seconds,
-            "texts_per_second": self.texts_per_second,
-            "output": self.output,
-            **({"submission": self.submission} if self.submission else {}),
-        }
+    outputs = problem.output_fields(config.top_k)
+    fields = [key, "text", *(["text_pair"] if pair else []), *outputs]
+    plain = outputs if task is None else [key, *outputs]  # stdout: the output fields (and a split's idx)
+    decisions: list[Any] = []  # label ids (task order) or scores, for the leaderboard file
+    decided_keys: list[int] = []
+
+    def run_into(handle: TextIO, fmt: str) -> PredictResult:
+        writer = RowWriter(handle, fmt, plain if fmt == "plain" else fields, separator=model.reading.separator)
+        total = predicted = 0
+        seconds = 0.0
+        for chunk in _chunks(items, config.chunk_lines):
+            started = time.perf_counter()
+            rows, decided = _predict_chunk(model, problem, permutation, chunk, config, key=key, pair=pair)
+            seconds += time.perf_counter() - started
+            for row in rows:
+                writer.write(row)
+            handle.flush()
+            decisions.extend(decided)
+            decided_keys.extend(item.key for item in chunk if item.text is not None)
+            total += len(chunk)
+            predicted += sum(item.text is not None for item in chunk)
+        return PredictResult(total, predicted, seconds, str(out_path) if out_path else None)
+
+    if out_path is not None:
+        holder: list[PredictResult] = []
+        artifacts.atomic_write(out_path, lambda handle: holder.append(run_into(handle, output_format(out_path))))
+        result = holder[0]
+        logger.info("Wrote %d predictions to %s", result.num_lines, out_path)
+    elif task is not None and config.submission is not None:
+        result = run_into(_Discard(), "plain")  # the leaderboard file is the output
+    else:
+        result = run_into(stdout or sys.stdout, stdout_format)
+    if config.submission is not None:
+        result.submission = str(task.write_submission(task, decided_keys, decisions, config.submission))
+        logger.info("Wrote %d predictions to %s", len(decided_keys), result.submission)
+    return result
 
 
-class RowWriter:
-    """Writes one output row per input line; stdout gets `label<TAB>score`, files get every field."""
-
-    def __init__(self, handle: TextIO, fmt: str, fields: list[str], separator: str = "|") -> None:
-        self.handle, self.fmt, self.fields, self.separator = handle, fmt, fields, separator
-        if fmt in ("csv", "tsv"):
-            self.csv = csv.writer(handle, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
-            self.csv.writerow(fields)
-
-    def write(self, row: dict[str, Any]) -> None:
-        if self.fmt == "jsonl":
-            self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        elif self.fmt == "plain":
-            self.handle.write("\t".join(self._cell(row.get(f)) for f in self.fields) + "\n")
+def _predict_chunk(
+    model: inference.TrainedModel, problem, permutation, chunk: list[_Item], config: PredictConfig, *, key, pair
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The output rows of a chunk of items, in order, and the decisions (label ids or scores) of its texts."""
+    texts = [item for item in chunk if item.text is not None]
+    results: list[dict[str, Any]] = []
+    decided: list[Any] = []
+    if texts:
+        encoded = model.encode([item.text for item in texts], [item.pair for item in texts] if pair else None)
+        logits = inference.to_task_order(model.logits(encoded, config.batch_size), permutation)
+        results = problem.rows(logits, config.top_k)
+        if problem.one_decision_per_text:
+            decided = problem.decide(logits).tolist()
+    found = iter(results)
+    rows = []
+    for item in chunk:
+        row: dict[str, Any] = {key: item.key}
+        if item.text is None:
+            row["text"] = item.raw
         else:
-            self.csv.writerow([self._cell(row.get(f)) for f in self.fields])
-
-    def _cell(self, value: Any) -> str:
-        """A field as text; a list (top-k or multi-label labels) joined by the label separator."""
-        if value is None:
-            return ""
-        if isinstance(value, list):
-            return self.separator.join(map(str, value))
-        return str(value)
+            row["text"] = item.text
+            if pair:
+                row["text_pair"] = item.pair
+            row.update(next(found))
+        rows.append(row)
+    return rows, decided
 
 
-def _chunks(lines: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
-    chunk: list[tuple[int, str]] = []
-    for item in lines:
+def _file_items(path: str, encoding: str, *, pair: bool) -> Iterator[_Item]:
+    for number, line in iter_lines(path, encoding):
+        if not line.strip():
+            yield _Item(number, None, raw=line)  # an empty output row, so line numbers still match
+        elif pair:
+            if "\t" not in line:
+                raise DataError(
+                    f"{path}: line {number} has no tab, but the model classifies text pairs",
+                    "write each pair as FIRST<TAB>SECOND on one line",
+                )
+            first, second = line.split("\t", 1)
+            yield _Item(number, first, second, raw=line)
+        else:
+            yield _Item(number, line, raw=line)
+
+
+def _split_dataset(task, config: PredictConfig, run: dict[str, Any]):
+    from roberta_ft.data.sources import load_source
+
+    trained = run.get("config", {})
+    dataset = load_source(
+        config.input, config.split, task, data_dir=config.data_dir or trained.get("data_dir"), need_label=False
+    )
+    if "label" in dataset.column_names:  # a labelled split (e.g. validation): predicted like a test split
+        dataset = dataset.remove_columns("label")
+    pair = "text_pair" in dataset.column_names
+    if run and bool(run.get("text_pair")) != pair:
+        raise ConfigError(
+            f"the model was trained on {'text pairs' if run.get('text_pair') else 'single texts'} but "
+            f"{task.name} gives {'text pairs' if pair else 'single texts'}",
+            "predict with a model trained for this task",
+        )
+    return dataset
+
+
+def _split_items(dataset) -> Iterator[_Item]:
+    keys = dataset["idx"] if "idx" in dataset.column_names else [line - 1 for line in dataset["line"]]
+    pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
+    for i, text in enumerate(dataset["text"]):
+        yield _Item(int(keys[i]), text, pairs[i] if pairs is not None else None)
+
+
+def _chunks(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
+    chunk: list[_Item] = []
+    for item in items:
         chunk.append(item)
         if len(chunk) == size:
             yield chunk
@@ -86,140 +192,11 @@ def _chunks(lines: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[
         yield chunk
 
 
-def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_format: str = "plain") -> PredictResult:
-    """Without --output, rows go to `stdout`: `label<TAB>probability` lines, or every field as JSON lines."""
-    from roberta_ft.loop import predict_logits
-    from roberta_ft.modeling import load_trained
-    from roberta_ft.runtime import make_accelerator, resolve_runtime
+class _Discard:
+    """A text handle that keeps nothing (rows of a run whose output is its leaderboard file)."""
 
-    config.validate()
-    from roberta_ft.predict_split import input_task, predict_split
+    def write(self, text: str) -> int:
+        return len(text)
 
-    if input_task(config.input) is not None:  # INPUT names a task dataset, e.g. glue/sst2
-        file_only = {"top_k": config.top_k, "threshold": config.threshold, "long_text": config.long_text}
-        for name, value in file_only.items():
-            if value is not None:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(
-                    f"{flag} applies to a text file INPUT, not task dataset {config.input}", f"drop {flag}"
-                )
-        return predict_split(config, stdout=stdout)
-    if config.submission is not None:
-        raise ConfigError(
-            f"--submission needs a task dataset as INPUT, not the file {config.input}",
-            "pass e.g. glue/sst2 --split test",
-        )
-    model_dir = artifacts.check_model_dir(config.model_dir)
-    run = artifacts.read_run_config(model_dir)
-    if not Path(config.input).exists():
-        raise DataError(f"file not found: {config.input}", "check the path of the text file")
-    out_path = output_path(config)
-    runtime = resolve_runtime(config.device, config.precision)
-    model, tokenizer = load_trained(model_dir, trust_remote_code=config.trust_remote_code)
-    regression = model.config.problem_type == "regression" or model.config.num_labels == 1
-    pair = bool(run.get("text_pair"))
-    max_length = config.max_length or run.get("config", {}).get("max_length") or min(512, tokenizer.model_max_length)
-    names = None if regression else [model.config.id2label[i] for i in range(model.config.num_labels)]
-    reading = inference.reading(config, run, model.config, max_length)
-    if regression and config.top_k is not None:
-        raise ConfigError("--top-k needs a classifier, but this model predicts a score (regression)", "drop --top-k")
-    if not regression:
-        predictions.check_top_k(config.top_k, len(names))
-    accelerator = make_accelerator(runtime)
-    model = model.to(accelerator.device).eval()
-    logger.info("Device %s, precision %s (%s)", runtime.device, runtime.precision, runtime.reason)
-
-    output_fields = (
-        ["score"] if regression else predictions.output_fields(multi_label=reading.multi_label, top_k=config.top_k)
-    )
-    fields = ["line", "text"] + (["text_pair"] if pair else []) + output_fields
-
-    def run_into(handle: TextIO, fmt: str) -> PredictResult:
-        writer = RowWriter(handle, fmt, output_fields if fmt == "plain" else fields, separator=reading.separator)
-        total = predicted = 0
-        seconds = 0.0
-        for chunk in _chunks(iter_lines(config.input, config.encoding), config.chunk_lines):
-            texts, pairs, keep = [], [], []
-            for position, (number, line) in enumerate(chunk):
-                if not line.strip():
-                    continue  # an empty line gives an empty output row, so line numbers still match
-                if pair:
-                    if "\t" not in line:
-                        raise DataError(
-                            f"{config.input}: line {number} has no tab, but the model classifies text pairs",
-                            "write each pair as FIRST<TAB>SECOND on one line",
-                        )
-                    first, second = line.split("\t", 1)
-                    texts.append(first)
-                    pairs.append(second)
-                else:
-                    texts.append(line)
-                keep.append(position)
-            started = time.perf_counter()
-            results: dict[int, dict[str, Any]] = {}
-            if texts:
-                ids, types, owners, _ = long_text.tokenize(
-                    tokenizer, texts, pairs if pair else None, max_length, reading.long_text, reading.stride
-                )
-                logits = predict_logits(
-                    model,
-                    Encoded(ids, None, types),
-                    config.batch_size,
-                    accelerator=accelerator,
-                    pad_id=tokenizer.pad_token_id,
-                )
-                logits = long_text.per_text(logits, owners, len(texts))
-                if regression:
-                    for position, value in zip(keep, logits[:, 0], strict=True):
-                        results[position] = {"score": round(float(value), 6)}
-                else:
-                    rows = predictions.label_rows(
-                        logits, names, multi_label=reading.multi_label, threshold=reading.threshold, top_k=config.top_k
-                    )
-                    results.update(zip(keep, rows, strict=True))
-            seconds += time.perf_counter() - started
-            for position, (number, line) in enumerate(chunk):
-                row: dict[str, Any] = {"line": number}
-                if pair and position in results:
-                    row["text"], row["text_pair"] = line.split("\t", 1)
-                else:
-                    row["text"] = line
-                row.update(results.get(position, {}))
-                writer.write(row)
-            handle.flush()
-            total += len(chunk)
-            predicted += len(keep)
-        return PredictResult(total, predicted, seconds, str(out_path) if out_path else None)
-
-    if out_path is None:
-        return run_into(stdout or sys.stdout, stdout_format)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            result = run_into(handle, OUTPUT_FORMATS[out_path.suffix.lower()])
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    logger.info("Wrote %d predictions to %s", result.num_lines, out_path)
-    return result
-
-
-def output_path(config: PredictConfig) -> Path | None:
-    """--output as a Path after checking its format is known and that it may be written (None: stdout)."""
-    out_path = Path(config.output) if config.output else None
-    if out_path is not None:
-        if out_path.suffix.lower() not in OUTPUT_FORMATS:
-            raise ConfigError(f"cannot tell the output format of {out_path}", "use a .csv, .tsv or .jsonl file name")
-        if out_path.exists() and not config.overwrite:
-            raise ConfigError(f"--output {out_path} already exists", "pass --overwrite to replace it")
-    return out_path
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(-1, keepdims=True)
+    def flush(self) -> None:
+        pass

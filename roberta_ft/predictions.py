@@ -1,71 +1,85 @@
-"""From logits to the labels `predict` writes: the best label, the K best (`--top-k`), or every label
-over the threshold (multi-label models).
+"""How `predict` writes its rows: the output file's format, stdout's plain form, and the result it reports.
 
-Fields of an output row:
-
-- single-label: ``label`` and ``probability`` (softmax);
-- ``--top-k K`` (K > 1): ``labels`` and ``probabilities``, the K best, best first;
-- multi-label: ``labels`` and ``probabilities`` of every label whose sigmoid reaches ``--threshold``,
-  best first (at most K with ``--top-k``).
-
-List fields are JSON lists in ``.jsonl`` output and are joined by the label separator (``|``) in
-``.csv``/``.tsv`` and on stdout.
+The fields of a row come from the model's problem (`Problem.output_fields`, `Problem.rows`): ``label``
+and ``probability``; ``labels`` and ``probabilities`` (top-k, multi-label); or ``score``
+(regression). Before them come the row's key (``line`` of a text file, ``idx`` of a task split) and
+its text(s). List fields are JSON lists in ``.jsonl`` output and are joined by the label separator
+(``|``) in ``.csv``/``.tsv`` and on stdout, where only the key of a task split and the output fields
+are printed (``label<TAB>probability``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
 
 from roberta_ft.errors import ConfigError
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(-1, keepdims=True)
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 
 
-def output_fields(*, multi_label: bool, top_k: int | None) -> list[str]:
-    return ["labels", "probabilities"] if multi_label or (top_k or 1) > 1 else ["label", "probability"]
+@dataclass
+class PredictResult:
+    num_lines: int
+    num_predicted: int
+    seconds: float
+    output: str | None
+    submission: str | None = None  # the leaderboard file written (task datasets with --submission)
+
+    @property
+    def texts_per_second(self) -> float:
+        return self.num_predicted / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "num_lines": self.num_lines,
+            "num_predicted": self.num_predicted,
+            "seconds": self.seconds,
+            "texts_per_second": self.texts_per_second,
+            "output": self.output,
+            **({"submission": self.submission} if self.submission else {}),
+        }
 
 
-def check_top_k(top_k: int | None, num_labels: int) -> None:
-    if top_k is None:
-        return
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ConfigError(f"--top-k must be a positive integer, got {top_k!r}", "pass e.g. --top-k 3")
-    if top_k > num_labels:
-        raise ConfigError(f"--top-k {top_k} is more than the model's {num_labels} labels", f"pass --top-k {num_labels}")
+def output_path(output: str | None, *, overwrite: bool) -> Path | None:
+    """--output as a Path after checking its format is known and that it may be written (None: stdout)."""
+    path = Path(output) if output else None
+    if path is not None:
+        if path.suffix.lower() not in OUTPUT_FORMATS:
+            raise ConfigError(f"cannot tell the output format of {path}", "use a .csv, .tsv or .jsonl file name")
+        if path.exists() and not overwrite:
+            raise ConfigError(f"--output {path} already exists", "pass --overwrite to replace it")
+    return path
 
 
-def label_rows(
-    logits: np.ndarray,
-    names: Sequence[str],
-    *,
-    multi_label: bool = False,
-    threshold: float = 0.5,
-    top_k: int | None = None,
-) -> list[dict[str, Any]]:
-    """One output dict per row of logits (see the module docstring for the fields)."""
-    if multi_label:
-        from roberta_ft.multilabel import sigmoid
+def output_format(path: Path) -> str:
+    return OUTPUT_FORMATS[path.suffix.lower()]
 
-        probabilities = sigmoid(logits)
-    else:
-        probabilities = softmax(logits)
-    order = np.argsort(-probabilities, axis=-1, kind="stable")
-    rows = []
-    for p, ranked in zip(probabilities, order, strict=True):
-        if multi_label:
-            chosen = [k for k in ranked if p[k] >= threshold][: top_k or None]
-        elif (top_k or 1) > 1:
-            chosen = list(ranked[:top_k])
+
+class RowWriter:
+    """Writes one output row per input; `fmt` "plain" (stdout) writes `fields` tab-separated, without a header."""
+
+    def __init__(self, handle: TextIO, fmt: str, fields: list[str], separator: str = "|") -> None:
+        self.handle, self.fmt, self.fields, self.separator = handle, fmt, fields, separator
+        if fmt in ("csv", "tsv"):
+            self.csv = csv.writer(handle, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+            self.csv.writerow(fields)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.fmt == "jsonl":
+            self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        elif self.fmt == "plain":
+            self.handle.write("\t".join(self._cell(row.get(f)) for f in self.fields) + "\n")
         else:
-            k = int(ranked[0])
-            rows.append({"label": names[k], "probability": round(float(p[k]), 6)})
-            continue
-        rows.append({"labels": [names[k] for k in chosen], "probabilities": [round(float(p[k]), 6) for k in chosen]})
-    return rows
+            self.csv.writerow([self._cell(row.get(f)) for f in self.fields])
+
+    def _cell(self, value: Any) -> str:
+        """A field as text; a list (top-k or multi-label labels) joined by the label separator."""
+        if value is None:
+            return ""
+        if isinstance(value, list):
+            return self.separator.join(map(str, value))
+        return str(value)

@@ -1,8 +1,8 @@
 """Published fine-tuning recipes (``--recipe``) and the published dev scores they reach.
 
-A task plugin carries both as data: ``task.extras["recipe"]`` maps a recipe name to TrainConfig
-settings, and ``task.extras["published"]`` maps a base model to its published score (x100) on the
-metric ``task.extras["published_metric"]`` (the primary metric when absent).
+A task plugin carries both as data: ``task.recipes`` maps a recipe name to TrainConfig settings,
+and ``task.published`` maps a base model to its published score (x100) on the metric
+``task.published_metric`` (the primary metric when None).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from roberta_ft.registry import Task
 
 
 def recipe_names(task: Task) -> list[str]:
-    return list(task.extras.get("recipe") or {})
+    return list(task.recipes)
 
 
 def tasks_with_recipes() -> list[str]:
@@ -25,19 +25,12 @@ def tasks_with_recipes() -> list[str]:
     return [name for name, task in available_tasks().items() if recipe_names(task)]
 
 
-def apply_recipe(values: Mapping[str, Any], task: Task) -> dict[str, Any]:
-    """Settings with the recipe named by ``values["recipe"]`` filled in under them.
+def recipe_settings(task: Task, name: str) -> dict[str, Any]:
+    """The settings of the task's recipe `name` (``--recipe``); an unknown name lists what exists.
 
-    ``values`` holds only the settings given explicitly (a --config file's, then the flags'), so the
-    precedence is: TrainConfig defaults < recipe < config file < flags. A recipe may name the base
-    model (``model``); it is used when no model was given. Without a recipe, ``values`` is returned as is.
+    `config.apply_recipe` merges them under the settings given; a recipe may name its base ``model``.
     """
-    name = values.get("recipe")
-    if name is None:
-        return dict(values)
-    from roberta_ft.config import TrainConfig
-
-    recipes = task.extras.get("recipe") or {}
+    recipes = task.recipes
     if not recipes:
         with_recipes = tasks_with_recipes()
         raise ConfigError(
@@ -46,14 +39,7 @@ def apply_recipe(values: Mapping[str, Any], task: Task) -> dict[str, Any]:
         )
     if name not in recipes:
         raise ConfigError(f"unknown recipe {name!r} for task {task.name!r}", f"use one of {', '.join(recipes)}")
-    settings = dict(recipes[name])
-    unknown = [key for key in settings if key not in TrainConfig.field_names()]
-    if unknown:
-        raise ConfigError(
-            f"recipe {name!r} of task {task.name!r} sets unknown setting(s) {', '.join(map(repr, unknown))}",
-            "fix the task plugin's recipe: keys must be TrainConfig settings",
-        )
-    return {**settings, **values}
+    return dict(recipes[name])
 
 
 def published_score(task: Task, run_config: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -63,7 +49,7 @@ def published_score(task: Task, run_config: Mapping[str, Any]) -> dict[str, Any]
     local folder named ``roberta-base`` counts by its last path part), else its ``--recipe`` unless
     the model was ``tiny``. None when the task publishes nothing for that model.
     """
-    published = task.extras.get("published") or {}
+    published = task.published
     if not published:
         return None
     settings = run_config.get("config") or {}
@@ -76,7 +62,7 @@ def published_score(task: Task, run_config: Mapping[str, Any]) -> dict[str, Any]
         return None
     return {
         "model": base,
-        "metric": task.extras.get("published_metric") or task.primary_metric,
+        "metric": task.published_metric or task.primary_metric,
         "value": float(published[base]) / 100.0,
-        "source": task.extras.get("published_source"),
+        "source": task.published_source,
     }

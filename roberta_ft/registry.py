@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
@@ -23,13 +23,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "roberta_ft.tasks"
-PROBLEM_TYPES = ("single_label", "regression")
 
 # (source, split) -> datasets.Dataset with the standard columns: "text", optionally
 # "text_pair", and "label" (a label name, or a float for regression; absent for unlabelled test splits).
 Loader = Callable[[str | None, str], "datasets.Dataset"]
 # (predictions, references) -> {"metric name": value}; label ids (or floats for regression).
 MetricFunction = Callable[["np.ndarray", "np.ndarray"], dict[str, float]]
+# (task, row indices, predictions, folder) -> the leaderboard file written; predictions are label ids or scores.
+SubmissionWriter = Callable[["Task", Sequence[int], Sequence[Any], str], Any]
+# Keys of `extras` that were read by roberta-ft before 0.2 and are typed fields now.
+_FORMER_EXTRAS = {
+    "recipe": "recipes",
+    "published": "published",
+    "published_metric": "published_metric",
+    "published_source": "published_source",
+    "write_submission": "write_submission",
+}
 
 
 @dataclass(frozen=True)
@@ -50,19 +59,34 @@ class Task:
     known_datasets: tuple[str, ...] = ()
     # Where the task's own data comes from when the user names only the task (e.g. "glue/rte").
     default_source: str | None = None
-    # Extra values a plugin wants to carry (e.g. published reference scores); never read by the loop.
+    # Published fine-tuning settings: `--recipe NAME` -> TrainConfig settings (a recipe may name its `model`).
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Published dev-set scores (x100) by base model, on `published_metric` (None: the primary metric).
+    published: Mapping[str, float] = field(default_factory=dict)
+    published_metric: str | None = None
+    published_source: str | None = None
+    # How `predict MODEL TASK --split test --submission DIR` writes the task's leaderboard file.
+    write_submission: SubmissionWriter | None = None
+    # The plugin's own data (GLUE keeps its folder and file names here); roberta-ft never reads it.
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from roberta_ft.problems import KINDS
+
         if not self.name or any(c.isspace() for c in self.name):
             raise ConfigError(f"invalid task name {self.name!r}", "use a non-empty name without spaces")
-        if self.problem_type not in PROBLEM_TYPES:
+        if self.problem_type not in KINDS:
             raise ConfigError(
-                f"task {self.name!r} has problem_type {self.problem_type!r}",
-                f"use one of {', '.join(PROBLEM_TYPES)}",
+                f"task {self.name!r} has problem_type {self.problem_type!r}", f"use one of {', '.join(KINDS)}"
             )
         if len(self.text_fields) not in (1, 2):
             raise ConfigError(f"task {self.name!r} has {len(self.text_fields)} text fields", "use one field or a pair")
+        moved = [key for key in self.extras if key in _FORMER_EXTRAS]
+        if moved:
+            raise ConfigError(
+                f"task {self.name!r} sets extras[{moved[0]!r}], which is a Task field since roberta-ft 0.2",
+                f"pass Task({_FORMER_EXTRAS[moved[0]]}=...) instead (see CHANGELOG.md)",
+            )
 
     @property
     def is_pair(self) -> bool:
@@ -70,7 +94,10 @@ class Task:
 
     @property
     def is_regression(self) -> bool:
-        return self.problem_type == "regression"
+        """Whether the task predicts a score (its labels are numbers), not labels."""
+        from roberta_ft.problems import KINDS
+
+        return not KINDS[self.problem_type].has_labels
 
 
 _registry: dict[str, Task] = {}
@@ -136,6 +163,27 @@ def get_task(name: str) -> Task:
     raise UnknownTaskError(
         f"unknown task {name!r}", f"{hint}available tasks: {', '.join(tasks)}; see `roberta-ft tasks`"
     )
+
+
+def resolve_task(task_name: str | None, data: str | None) -> Task:
+    """The task named by --task, or by DATA itself when DATA is a task name such as glue/rte."""
+    from roberta_ft.data.files import is_file_source
+
+    if data is not None and not is_file_source(data) and data in available_tasks():
+        if task_name not in (None, "classification", data):
+            raise ConfigError(f"DATA names task {data!r} but --task is {task_name!r}", "drop --task")
+        return get_task(data)
+    return get_task(task_name or "classification")
+
+
+def dataset_task(source: str) -> Task | None:
+    """The task whose own dataset `source` names (``glue/sst2``), or None for a file."""
+    from roberta_ft.data.files import is_file_source
+
+    if is_file_source(source):
+        return None
+    task = available_tasks().get(source)
+    return task if task is not None and task.load is not None else None
 
 
 def _reset_for_tests() -> None:

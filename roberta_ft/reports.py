@@ -44,15 +44,42 @@ def data_files(**sources: str | None) -> dict[str, dict[str, Any]]:
     return found
 
 
-def label_report(logits: np.ndarray, targets: np.ndarray, names: Sequence[str], *, threshold: float | None = None):
-    """Per-class precision/recall/F1/support, plus the confusion matrix for single-label predictions."""
-    if threshold is not None:  # multi-label
-        from roberta_ft import multilabel
+def classification_report(predictions: np.ndarray, references: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Per-class precision/recall/F1/support and the confusion matrix (rows: true, columns: predicted)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-        return multilabel.report(multilabel.predict(logits, threshold), targets, names)
-    from roberta_ft.evaluate import classification_report
+    labels = list(range(len(names)))
+    scores = precision_recall_fscore_support(references, predictions, labels=labels, zero_division=0)
+    return {
+        "per_class": per_class_table(scores, names),
+        "confusion_matrix": confusion_matrix(references, predictions, labels=labels).tolist(),
+        "labels": list(names),
+    }
 
-    return classification_report(logits.argmax(-1), targets, names)
+
+def multilabel_report(predictions: np.ndarray, references: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Per-label precision/recall/F1/support of multi-hot rows (no confusion matrix: a row may have any number
+    of labels)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    scores = precision_recall_fscore_support(
+        references.astype(np.int64), predictions, average=None, labels=list(range(len(names))), zero_division=0
+    )
+    return {"per_class": per_class_table(scores, names), "labels": list(names)}
+
+
+def per_class_table(scores, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """sklearn's (precision, recall, f1, support) arrays as {label name: {metric: value}}."""
+    precision, recall, f1, support = scores
+    return {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(names)
+    }
 
 
 class ValidationWatcher:
@@ -67,11 +94,9 @@ class ValidationWatcher:
         compute: Callable[[np.ndarray, np.ndarray], dict[str, float]],
         to_texts: Callable[[np.ndarray], np.ndarray],
         targets: np.ndarray,
-        names: Sequence[str] | None,
-        threshold: float | None = None,
+        report: Callable[[np.ndarray, np.ndarray], dict[str, Any] | None],
     ) -> None:
-        self.compute, self.to_texts, self.targets = compute, to_texts, targets
-        self.names, self.threshold = names, threshold
+        self.compute, self.to_texts, self.targets, self.report = compute, to_texts, targets, report
         self.logits: np.ndarray | None = None
 
     def metrics(self, logits: np.ndarray) -> dict[str, float]:
@@ -79,9 +104,7 @@ class ValidationWatcher:
         return self.compute(self.logits, self.targets)
 
     def best_report(self) -> dict[str, Any] | None:
-        if self.names is None or self.logits is None:
-            return None
-        return label_report(self.logits, self.targets, self.names, threshold=self.threshold)
+        return None if self.logits is None else self.report(self.logits, self.targets)
 
 
 def write_best_epoch(output: Path, report: dict[str, Any] | None, record: dict[str, Any]) -> None:

@@ -77,13 +77,33 @@ def make_accelerator(runtime: Runtime, log_with: list[str] | None = None, projec
     from accelerate import Accelerator
 
     if runtime.device == "cpu":
-        from roberta_ft.cpu_threads import fit_threads_to_cpus, keep_freed_memory
+        from roberta_ft.speed.cpu_threads import fit_threads_to_cpus, keep_freed_memory
 
         fit_threads_to_cpus()
         keep_freed_memory()
+    _forget_other_settings(runtime)
     return Accelerator(
         cpu=runtime.device == "cpu",
         mixed_precision=runtime.mixed_precision,
         log_with=log_with,
         project_dir=project_dir,
     )
+
+
+def _forget_other_settings(runtime: Runtime) -> None:
+    """Let one process run with other settings than its previous run (train in bf16, then eval in fp32).
+
+    Accelerate keeps one device/precision state per process and refuses a second Accelerator with other
+    settings. In a single process (no torchrun/accelerate launch) that state is ours alone, and the
+    previous run is over, so it is reset; a distributed launch keeps accelerate's rule.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+
+    shared = AcceleratorState._shared_state
+    if not shared or PartialState().num_processes > 1:
+        return
+    device = shared.get("device")
+    same_device = device is not None and (device.type == "cpu") == (runtime.device == "cpu")
+    if shared.get("_mixed_precision") != runtime.mixed_precision or not same_device:
+        logger.debug("Resetting accelerate's state for %s/%s", runtime.device, runtime.precision)
+        AcceleratorState._reset_state()

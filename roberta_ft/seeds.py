@@ -109,18 +109,22 @@ def train_seeds(
     ``config.seed`` is ignored: each run uses its own seed. With ``config.resume``, seeds whose run is
     complete are kept, a stopped run is resumed from its last checkpoint, and missing seeds are trained.
     """
-    from roberta_ft.train import resolve_task, train
+    from roberta_ft import problems
+    from roberta_ft.best_epoch import BestEpochRule
+    from roberta_ft.registry import get_task
+    from roberta_ft.train import train
 
     check_seeds(seeds)
-    config = config.resolved()
-    task = resolve_task(config.task, config.data)  # an unknown task fails before the output dir is touched
+    config = config.resolved()  # an unknown task or a bad setting fails before the output dir is touched
+    task = get_task(config.task)
+    rule = BestEpochRule.for_training(task, problems.for_training(task, config), config)  # as each run picks
     if config.resume:
         root = Path(config.output)
         if not root.is_dir():
             raise ConfigError(f"--resume: {root} holds no --seeds runs to resume", "drop --resume to start them")
     else:
         root = artifacts.prepare_output_dir(config.output, overwrite=config.overwrite)
-    result = SeedsResult(root, task.name, task.primary_metric, runs=[], complete=False)
+    result = SeedsResult(root, task.name, rule.metric, runs=[], complete=False)
     for number, seed in enumerate(seeds, start=1):
         output = root / f"seed-{seed}"
         if config.resume and _is_complete(output):

@@ -621,19 +621,20 @@ def _task(spec: GlueSpec) -> Task:
         splits=dict(spec.splits),
         known_datasets=(HUB_DATASET,),
         default_source=None,
+        recipes=_recipe(spec),
+        published=dict(spec.published),
+        published_metric=spec.reference_metric if spec.published else None,
+        published_source="fairseq examples/roberta/README.md (dev set, single-task fine-tuning)",
+        # How `roberta-ft predict ... --submission DIR` writes this task's leaderboard file.
+        write_submission=write_submission,
+        # GLUE's own data, for GLUE tools and users: file layout and leaderboard names.
         extras={
             "glue_name": spec.glue_name,
             "data_folder": spec.data_folders[0],
             "submission_name": spec.submission_name or spec.glue_name,
             "hub_config": spec.config,
             "glue_metrics": spec.metric_names,
-            "published": dict(spec.published),
-            "published_metric": spec.reference_metric if spec.published else None,
-            "published_source": "fairseq examples/roberta/README.md (dev set, single-task fine-tuning)",
-            "recipe": _recipe(spec),
             "submission_labels": spec.submission_labels,
-            # How `roberta-ft predict ... --submission DIR` writes this task's leaderboard file.
-            "write_submission": write_submission,
         },
     )
 

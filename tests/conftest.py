@@ -71,3 +71,20 @@ def trained_dir(tmp_path_factory, reviews_csv) -> Path:
     output = tmp_path_factory.mktemp("runs") / "reviews"
     train(TrainConfig(data=str(reviews_csv), output=str(output), model="tiny", epochs=4, seed=1))
     return output
+
+
+@pytest.fixture
+def counted_tokenize(monkeypatch, tmp_path):
+    """Point the token cache at an empty folder and count the real tokenizer calls (texts per call)."""
+    from roberta_ft.data import tokens
+
+    monkeypatch.setenv("ROBERTA_FT_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = tokens.tokenize
+
+    def counting(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tokens, "tokenize", counting)
+    return calls

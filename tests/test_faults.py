@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from roberta_ft import checkpoint, loop
+from roberta_ft import checkpoint, loop, problems
 from roberta_ft.config import TrainConfig
 from roberta_ft.errors import TrainingError
 from roberta_ft.train import train
@@ -28,8 +28,8 @@ def config(data: Path, output: Path, **changes) -> TrainConfig:
 
 
 def poison_loss(monkeypatch, at_calls: set[int]) -> None:
-    """The training loss of the given calls (1-based) becomes NaN; evaluation never calls compute_loss."""
-    original = loop.compute_loss
+    """The training loss of the given calls (1-based) becomes NaN; evaluation never calls the loss."""
+    original = problems.SingleLabel.loss
     calls = {"n": 0}
 
     def compute_loss(*args, **kwargs):
@@ -37,7 +37,7 @@ def poison_loss(monkeypatch, at_calls: set[int]) -> None:
         loss = original(*args, **kwargs)
         return loss * float("nan") if calls["n"] in at_calls else loss
 
-    monkeypatch.setattr(loop, "compute_loss", compute_loss)
+    monkeypatch.setattr(problems.SingleLabel, "loss", compute_loss)
 
 
 def test_a_nan_loss_stops_the_run_with_where_and_keeps_the_last_good_state(data, tmp_path, monkeypatch):

@@ -120,18 +120,19 @@ def test_every_glue_task_is_defined_with_its_official_metrics():
     for task in TASKS:
         assert task.default_source is None
         assert task.primary_metric in task.extras["glue_metrics"]
-        assert {"glue_name", "hub_config", "published", "recipe", "submission_labels"} <= set(task.extras)
+        assert {"glue_name", "hub_config", "submission_labels"} <= set(task.extras)
+        assert task.write_submission is not None  # recipes and published scores: typed fields, checked below
 
 
 def test_recipes_and_published_scores_follow_the_fairseq_readme():
-    rte = BY_NAME["glue/rte"].extras
-    assert rte["published"] == {"roberta-base": 78.7, "roberta-large": 86.6}
-    assert rte["recipe"]["roberta-base"]["learning_rate"] == 2e-5
-    assert rte["recipe"]["roberta-large"]["batch_size"] == 16
-    assert rte["recipe"]["roberta-base"]["epochs"] == 10
-    assert rte["recipe"]["roberta-base"]["warmup_ratio"] == 0.06
-    assert BY_NAME["glue/mnli-mm"].extras["published"] == BY_NAME["glue/mnli"].extras["published"]
-    assert BY_NAME["glue/wnli"].extras["published"] == {} and BY_NAME["glue/ax"].extras["recipe"] == {}
+    rte = BY_NAME["glue/rte"]
+    assert rte.published == {"roberta-base": 78.7, "roberta-large": 86.6}
+    assert rte.recipes["roberta-base"]["learning_rate"] == 2e-5
+    assert rte.recipes["roberta-large"]["batch_size"] == 16
+    assert rte.recipes["roberta-base"]["epochs"] == 10
+    assert rte.recipes["roberta-base"]["warmup_ratio"] == 0.06
+    assert BY_NAME["glue/mnli-mm"].published == BY_NAME["glue/mnli"].published
+    assert BY_NAME["glue/wnli"].published == {} and BY_NAME["glue/ax"].recipes == {}
 
 
 # --- loading the classic GLUE folder -------------------------------------------------------------

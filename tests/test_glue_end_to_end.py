@@ -120,14 +120,14 @@ def test_stsb_is_trained_with_the_mse_loss(models, glue_dir):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from roberta_ft.loop import compute_loss
+    from roberta_ft.problems import Regression
 
     model = AutoModelForSequenceClassification.from_pretrained(models["stsb"]).eval()
     tokenizer = AutoTokenizer.from_pretrained(models["stsb"])
     batch = tokenizer(["A plane is taking off."], ["An air plane is taking off."], return_tensors="pt")
     with torch.inference_mode():
         logits = model(**batch).logits
-    loss = compute_loss(logits, torch.tensor([5.0]), regression=True)
+    loss = Regression().loss(logits, torch.tensor([5.0]))
     assert float(loss) == pytest.approx(float((logits[0, 0] - 5.0) ** 2), rel=1e-5)
     assert np.isfinite(read_json(models["stsb"] / "metrics.json")["best"]["train_loss"])
 

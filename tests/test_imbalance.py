@@ -12,7 +12,8 @@ import torch
 
 from roberta_ft.config import TrainConfig
 from roberta_ft.errors import ConfigError
-from roberta_ft.imbalance import greater_is_better, parse_class_weights, resolve_class_weights
+from roberta_ft.imbalance import parse_class_weights, resolve_class_weights
+from roberta_ft.metrics import greater_is_better
 from tests.conftest import review
 
 
@@ -53,14 +54,16 @@ def test_auto_weights_are_sklearns_balanced_inverse_frequency():
 def test_the_loop_uses_the_weighted_cross_entropy(tmp_path):
     """The loss the loop optimizes on a known batch is torch's weighted cross-entropy with the given weights."""
     from roberta_ft import loop
+    from roberta_ft.best_epoch import BestEpochRule
     from roberta_ft.data import LabelMap, encode_dataset, load_file
     from roberta_ft.modeling import build_tiny
+    from roberta_ft.problems import SingleLabel
     from roberta_ft.registry import get_task
     from roberta_ft.runtime import Runtime, make_accelerator
 
     dataset, _ = load_file(write_imbalanced(tmp_path / "d.csv", n=40), task=get_task("classification"))
     label_map = LabelMap(("neg", "pos"))
-    model, tokenizer = build_tiny(dataset["text"], label_map=label_map, seed=0)
+    model, tokenizer = build_tiny(dataset["text"], head=SingleLabel(label_map).head(), seed=0)
     for module in model.modules():  # no dropout: the forward pass is the same in and out of the loop
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
@@ -80,14 +83,15 @@ def test_the_loop_uses_the_weighted_cross_entropy(tmp_path):
     assert abs(expected - unweighted) > 0.05  # the check below can tell the two apart
 
     def run(class_weights):
-        settings = loop.LoopSettings(
-            epochs=1, batch_size=len(data), learning_rate=1e-6, weight_decay=0.0, warmup_ratio=0.0,
-            gradient_accumulation=1, max_grad_norm=0.0, seed=0, eval_batch_size=64, early_stopping_patience=None,
-            primary_metric="accuracy", class_weights=class_weights,
-        )  # fmt: skip
+        config = TrainConfig(
+            data="d.csv", output="unused", model="tiny", epochs=1, batch_size=len(data), learning_rate=1e-6,
+            weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=0.0, seed=0, eval_batch_size=64,
+        ).resolved()  # fmt: skip
+        settings = loop.LoopSettings.from_config(config, BestEpochRule("accuracy"))
         history = loop.train(
             model, data, data, settings,
             accelerator=make_accelerator(Runtime("cpu", "fp32", "test")), pad_id=tokenizer.pad_token_id,
+            loss=SingleLabel(label_map, class_weights).loss,
             metrics=lambda scores: {"accuracy": 0.0}, on_best=lambda *a: None,
         )  # fmt: skip
         return history.steps[0]["loss"]  # the one step: the whole data set as one batch

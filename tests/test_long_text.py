@@ -9,8 +9,8 @@ import random
 import numpy as np
 import pytest
 
-from roberta_ft import long_text
 from roberta_ft.config import EvalConfig, PredictConfig, TrainConfig
+from roberta_ft.data import tokens as long_text
 from roberta_ft.errors import ConfigError
 from tests.conftest import NEGATIVE, POSITIVE
 

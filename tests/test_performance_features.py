@@ -94,21 +94,6 @@ def test_bucketing_does_not_change_metrics_beyond_noise(tmp_path):
 # ------------------------------------------------------------------------------------------ token cache
 
 
-@pytest.fixture
-def counted_tokenize(monkeypatch, tmp_path):
-    """Point the cache at an empty folder and count the real tokenizer calls."""
-    monkeypatch.setenv("ROBERTA_FT_CACHE", str(tmp_path / "cache"))
-    calls = []
-    real = data.tokenize
-
-    def counting(*args, **kwargs):
-        calls.append(len(args[1]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(data, "tokenize", counting)
-    return calls
-
-
 def _dataset(texts):
     import datasets
 
@@ -235,7 +220,7 @@ def test_predict_memory_stays_flat_from_2k_to_20k_lines(trained_dir, tmp_path):
 def test_threads_are_lowered_to_the_usable_cpus_unless_chosen(monkeypatch):
     import torch
 
-    from roberta_ft import cpu_threads
+    from roberta_ft.speed import cpu_threads
 
     before = torch.get_num_threads()
     try:
@@ -284,7 +269,7 @@ def _padded_batch(seed=0):
 def test_first_token_only_gives_the_same_logits_and_gradients(attention):
     import torch
 
-    from roberta_ft.first_token import first_token_only
+    from roberta_ft.speed.first_token import first_token_only
 
     model = _tiny_classifier(attention).eval()  # eval: no dropout, so both passes see the same function
     batch = _padded_batch()
@@ -309,7 +294,7 @@ def test_first_token_only_gives_the_same_logits_and_gradients(attention):
 def test_first_token_only_leaves_other_heads_and_layouts_alone():
     from transformers import AutoModelForTokenClassification, RobertaConfig
 
-    from roberta_ft.first_token import first_token_only
+    from roberta_ft.speed.first_token import first_token_only
 
     config = RobertaConfig(
         vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128
@@ -328,7 +313,8 @@ def test_training_with_the_fast_paths_matches_a_plain_run(tmp_path, monkeypatch)
     Dropout is off in both (the fast path draws fewer dropout numbers in the last layer, so with dropout
     the two runs would see different masks, not a different function).
     """
-    from roberta_ft import first_token, modeling
+    from roberta_ft import modeling
+    from roberta_ft.speed import first_token
     from roberta_ft.train import train
 
     monkeypatch.setattr(
@@ -357,7 +343,7 @@ def test_training_with_the_fast_paths_matches_a_plain_run(tmp_path, monkeypatch)
 def test_cpu_dropout_keeps_one_minus_p_scales_and_repeats_under_a_seed():
     import torch
 
-    from roberta_ft.cpu_dropout import dropout, keep_mask
+    from roberta_ft.speed.cpu_dropout import dropout, keep_mask
 
     for p in (0.1, 0.5):
         mask = keep_mask(2_000_000, p)
@@ -383,7 +369,7 @@ def test_cpu_dropout_keeps_one_minus_p_scales_and_repeats_under_a_seed():
 def test_fast_cpu_dropout_patches_only_inside_the_block_and_only_in_training():
     import torch
 
-    from roberta_ft.cpu_dropout import fast_cpu_dropout
+    from roberta_ft.speed.cpu_dropout import fast_cpu_dropout
 
     model = _tiny_classifier()
     modules = [m for m in model.modules() if type(m) is torch.nn.Dropout]
@@ -401,7 +387,7 @@ def test_fast_cpu_dropout_patches_only_inside_the_block_and_only_in_training():
 def test_freed_memory_is_kept_unless_the_user_set_glibc_thresholds(monkeypatch):
     import sys
 
-    from roberta_ft.cpu_threads import keep_freed_memory
+    from roberta_ft.speed.cpu_threads import keep_freed_memory
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
     assert keep_freed_memory() is False

@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from roberta_ft.cli import app
+from roberta_ft.config import apply_recipe
 from roberta_ft.errors import ConfigError
-from roberta_ft.recipes import apply_recipe, published_score, recipe_names
+from roberta_ft.recipes import published_score, recipe_names
 from roberta_ft.registry import get_task
 
 runner = CliRunner()
@@ -84,7 +85,7 @@ def test_published_score_is_a_fraction_on_the_published_metric():
         "model": "roberta-base",
         "metric": "accuracy",
         "value": pytest.approx(0.787),
-        "source": get_task("glue/rte").extras["published_source"],
+        "source": get_task("glue/rte").published_source,
     }
     mrpc = published_score(get_task("glue/mrpc"), run_config("roberta-large"))
     assert mrpc["metric"] == "accuracy" and mrpc["value"] == pytest.approx(0.909)  # not F1, the primary metric

@@ -103,6 +103,7 @@ def test_roberta_checkpoint_becomes_roberta_for_sequence_classification(tmp_path
 
     from roberta_ft.data import LabelMap
     from roberta_ft.modeling import load_pretrained, train_tiny_tokenizer
+    from roberta_ft.problems import SingleLabel
 
     tokenizer = train_tiny_tokenizer(["a small corpus of words for the tokenizer"] * 20)
     config = RobertaConfig(
@@ -111,7 +112,7 @@ def test_roberta_checkpoint_becomes_roberta_for_sequence_classification(tmp_path
     checkpoint = tmp_path / "roberta-checkpoint"
     RobertaModel(config).save_pretrained(checkpoint)  # an encoder without a classification head
     tokenizer.save_pretrained(checkpoint)
-    model, _ = load_pretrained(str(checkpoint), label_map=LabelMap(("no", "yes")))
+    model, _ = load_pretrained(str(checkpoint), head=SingleLabel(LabelMap(("no", "yes"))).head())
     assert type(model) is RobertaForSequenceClassification
     assert model.config.id2label == {0: "no", 1: "yes"}
     # The encoder weights come from the checkpoint, not a fresh init.

@@ -1,8 +1,9 @@
-"""Tokenized texts cached on disk across runs, keyed by a fingerprint of everything that decides the tokens.
+"""Tokenized texts kept on disk across runs, under a key that covers everything deciding the tokens.
 
-The key covers the texts themselves (so the data file's bytes, the columns picked from it and any
-rows dropped by ``--drop-invalid`` all count), the tokenizer (its full ``tokenizer.json`` minus the
-per-call truncation/padding state, its class and the library versions), ``max_length`` and whether
+The key (``data.tokens.encode_texts`` computes it with ``key``) covers the texts themselves (so
+the data file's bytes, the columns picked from it and any rows dropped by ``--drop-invalid`` all
+count), the tokenizer (its full ``tokenizer.json`` minus the per-call truncation/padding state, its
+class and the library versions), ``max_length``, the long-text strategy with its stride, and whether
 token type ids are kept. Any change is a miss, never a stale hit.
 
 Location: ``$ROBERTA_FT_CACHE``, else ``$XDG_CACHE_HOME/roberta_ft``, else ``~/.cache/roberta_ft``;
@@ -19,8 +20,9 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,9 +31,13 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "ROBERTA_FT_CACHE"
 MAX_MB_ENV = "ROBERTA_FT_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 2048
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: entries hold the long-text strategy's windows (owners) too
 _OFF = ("", "0", "off", "false", "no", "none")
 _PREFIX = "tokens-"
+
+# What an entry holds: token ids and token type ids per model input, the text of each input (None when
+# each text is one input), and the strategy's count of long texts.
+Tokens = tuple[list[list[int]], list[list[int]] | None, np.ndarray | None, int]
 
 
 def cache_dir() -> Path | None:
@@ -67,12 +73,20 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> str:
+def key(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, method: Mapping[str, Any]) -> str | None:
+    """The entry key for these texts tokenized by `method` (max length, strategy ...); None: the cache is off."""
+    if cache_dir() is None:
+        return None
+    try:
+        tokenizer_key = tokenizer_fingerprint(tokenizer)
+    except (TypeError, ValueError, AttributeError) as error:  # an unusual tokenizer: just tokenize
+        logger.debug("Token cache skipped: %s", error)
+        return None
     digest = hashlib.sha256()
     keep_types = "token_type_ids" in tokenizer.model_input_names
-    header = {"version": FORMAT_VERSION, "max_length": max_length, "types": keep_types, "pairs": pairs is not None}
+    header = {"version": FORMAT_VERSION, "types": keep_types, "pairs": pairs is not None, **method}
     digest.update(json.dumps(header, sort_keys=True).encode())
-    digest.update(tokenizer_fingerprint(tokenizer).encode())
+    digest.update(tokenizer_key.encode())
     for column in (texts, pairs) if pairs is not None else (texts,):
         digest.update(len(column).to_bytes(8, "little"))
         for text in column:
@@ -82,29 +96,66 @@ def fingerprint(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, ma
     return digest.hexdigest()
 
 
-def cached_tokenize(
-    tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int
-) -> tuple[list[list[int]], list[list[int]] | None, int]:
-    """`data.tokenize`, read from the cache when these texts were tokenized the same way before."""
-    from roberta_ft import data
-
+def entry_path(entry_key: str) -> Path | None:
     folder = cache_dir()
-    key = None
-    if folder is not None:
+    return None if folder is None else folder / f"{_PREFIX}{entry_key[:40]}.npz"
+
+
+def read(entry_key: str, num_texts: int) -> Tokens | None:
+    """The entry for `entry_key`, or None when it is absent, damaged or for another number of texts."""
+    path = entry_path(entry_key)
+    if path is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if bytes(stored["key"]).decode() != entry_key or int(stored["texts"]) != num_texts:
+                return None
+            ids = _unflatten(stored["ids"], stored["offsets"])
+            types = _unflatten(stored["types"], stored["offsets"]) if "types" in stored.files else None
+            owners = stored["owners"].astype(np.int64) if "owners" in stored.files else None
+            count = int(stored["count"])
+    except (OSError, KeyError, ValueError, EOFError) as error:  # absent, or damaged: tokenize again
+        if path.exists():
+            logger.debug("Token cache entry %s unreadable (%s): tokenizing again", path, error)
+        return None
+    try:
+        os.utime(path)  # recently used: kept longest when the folder is trimmed
+    except OSError:
+        pass
+    return ids, types, owners, count
+
+
+def write(entry_key: str, num_texts: int, tokens: Tokens) -> None:
+    ids, types, owners, count = tokens
+    path = entry_path(entry_key)
+    if path is None:
+        return
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        flat, offsets = _flatten(ids, np.int32)
+        arrays = {
+            "key": np.frombuffer(entry_key.encode(), dtype=np.uint8),
+            "ids": flat,
+            "offsets": offsets,
+            "texts": np.asarray(num_texts, dtype=np.int64),
+            "count": np.asarray(count, dtype=np.int64),
+        }
+        if types is not None:
+            arrays["types"] = _flatten(types, np.int8)[0]
+        if owners is not None:
+            arrays["owners"] = np.asarray(owners, dtype=np.int64)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         try:
-            key = fingerprint(tokenizer, texts, pairs, max_length)
-        except (TypeError, ValueError, AttributeError) as error:  # an unusual tokenizer: just tokenize
-            logger.debug("Token cache skipped: %s", error)
-    if key is not None:
-        path = folder / f"{_PREFIX}{key[:40]}.npz"
-        found = _read(path, key, len(texts))
-        if found is not None:
-            logger.info("Tokenized %d rows: read from the cache (%s)", len(texts), path)
-            return found
-    ids, types, truncated = data.tokenize(tokenizer, texts, pairs, max_length)
-    if key is not None:
-        _write(folder, path, key, ids, types, truncated)
-    return ids, types, truncated
+            with os.fdopen(handle, "wb") as out:
+                np.savez(out, **arrays)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        _trim(folder)
+    except OSError as error:  # a read-only or full disk costs the cache, never the run
+        logger.warning("Could not write the token cache in %s: %s (set %s=off to skip it)", folder, error, CACHE_ENV)
 
 
 def _flatten(rows: list[list[int]], dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -118,46 +169,6 @@ def _unflatten(flat: np.ndarray, offsets: np.ndarray) -> list[list[int]]:
     values = flat.tolist()
     bounds = offsets.tolist()
     return [values[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
-def _read(path: Path, key: str, rows: int):
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            if bytes(stored["key"]).decode() != key or len(stored["offsets"]) != rows + 1:
-                return None
-            ids = _unflatten(stored["ids"], stored["offsets"])
-            types = _unflatten(stored["types"], stored["offsets"]) if "types" in stored.files else None
-            truncated = int(stored["truncated"])
-    except (OSError, KeyError, ValueError, EOFError) as error:  # absent, or damaged: tokenize again
-        if path.exists():
-            logger.debug("Token cache entry %s unreadable (%s): tokenizing again", path, error)
-        return None
-    try:
-        os.utime(path)  # recently used: kept longest when the folder is trimmed
-    except OSError:
-        pass
-    return ids, types, truncated
-
-
-def _write(folder: Path, path: Path, key: str, ids, types, truncated: int) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        flat, offsets = _flatten(ids, np.int32)
-        arrays = {"key": np.frombuffer(key.encode(), dtype=np.uint8), "ids": flat, "offsets": offsets}
-        if types is not None:
-            arrays["types"] = _flatten(types, np.int8)[0]
-        arrays["truncated"] = np.asarray(truncated, dtype=np.int64)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(out, **arrays)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        _trim(folder)
-    except OSError as error:  # a read-only or full disk costs the cache, never the run
-        logger.warning("Could not write the token cache in %s: %s (set %s=off to skip it)", folder, error, CACHE_ENV)
 
 
 def _trim(folder: Path) -> None:
