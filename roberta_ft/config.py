@@ -280,14 +280,12 @@ class EvalConfig(_Settings):
     long_text: str | None = None  # None: the training --long-text (and --stride)
     stride: int | None = None
     report: str | None = None  # eval_report.json path; None: into the model directory
+    backend: str = "torch"  # what runs the network (inference.BACKENDS)
 
     def validate(self) -> None:
-        from roberta_ft.runtime import DEVICES, PRECISIONS
-
         _check_positive("batch_size", self.batch_size, integer=True)
         _check_positive("max_length", self.max_length, allow_none=True, integer=True)
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("precision", self.precision, PRECISIONS)
+        _check_runtime(self)
         _check_data_options(self)
 
 
@@ -312,17 +310,24 @@ class PredictConfig(_Settings):
     threshold: float | None = None  # multi-label models; None: the training threshold
     long_text: str | None = None  # None: the training --long-text (and --stride)
     stride: int | None = None
+    backend: str = "torch"  # what runs the network (inference.BACKENDS)
 
     def validate(self) -> None:
-        from roberta_ft.runtime import DEVICES, PRECISIONS
-
         _check_positive("batch_size", self.batch_size, integer=True)
         _check_positive("max_length", self.max_length, allow_none=True, integer=True)
         _check_positive("chunk_lines", self.chunk_lines, integer=True)
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("precision", self.precision, PRECISIONS)
+        _check_runtime(self)
         _check_positive("top_k", self.top_k, allow_none=True, integer=True)
         _check_data_options(self)
+
+
+def _check_runtime(settings) -> None:
+    """--backend, --device and --precision of eval and predict (inference.load's options)."""
+    from roberta_ft.runtime import BACKENDS, DEVICES, PRECISIONS
+
+    _check_choice("backend", settings.backend, BACKENDS)
+    _check_choice("device", settings.device, DEVICES)
+    _check_choice("precision", settings.precision, PRECISIONS)
 
 
 def _check_data_options(settings) -> None:

@@ -30,6 +30,7 @@ from roberta_ft import artifacts, problems
 from roberta_ft.data.labels import LabelMap
 from roberta_ft.data.tokens import Encoded, check_options, encode_dataset, encode_texts
 from roberta_ft.errors import ConfigError
+from roberta_ft.runtime import BACKENDS
 
 if TYPE_CHECKING:
     import datasets
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The options of eval and predict that decide how a model is loaded and reads texts (load_options()).
-LOAD_OPTIONS = ("device", "precision", "trust_remote_code", "max_length", "long_text", "stride", "threshold")
+LOAD_OPTIONS = ("backend", "device", "precision", "trust_remote_code", "max_length", "long_text", "stride", "threshold")
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 
@@ -164,6 +165,7 @@ class TrainedModel:
 def load(
     model_dir: str | Path,
     *,
+    backend: str = "torch",
     device: str = "auto",
     precision: str = "auto",
     trust_remote_code: bool = False,
@@ -176,6 +178,8 @@ def load(
     from roberta_ft.modeling import load_trained
     from roberta_ft.runtime import resolve_runtime
 
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r} is not valid", f"use one of {', '.join(BACKENDS)}")
     model_dir = artifacts.check_model_dir(model_dir)
     run = artifacts.read_run_config(model_dir)
     runtime = resolve_runtime(device, precision)
