@@ -100,7 +100,24 @@ def read_run_config(model_dir: str | Path) -> dict[str, Any]:
         raise DataError(f"{path} is unreadable: {exc}", "retrain, or delete the file to use the model as is") from None
 
 
-def check_model_dir(model_dir: str | Path) -> Path:
+def check_label_names(id2label: dict, model_dir: str | Path) -> None:
+    """A roberta-ft model whose config.json lost its label names would predict LABEL_0, LABEL_1, ..."""
+    import re
+
+    from roberta_ft.errors import ModelLoadError
+
+    trained_with = read_run_config(model_dir).get("label_names")
+    names = [str(name) for name in (id2label or {}).values()]
+    if trained_with and names and all(re.fullmatch(r"LABEL_\d+", name) for name in names):
+        raise ModelLoadError(
+            f"{model_dir}/config.json has no label names (only {', '.join(names)}), but the model was trained "
+            f"with labels {', '.join(map(str, trained_with))}",
+            "restore id2label and label2id in its config.json, or retrain the model",
+        )
+
+
+def check_model_dir(model_dir: str | Path, *, weights: bool = True) -> Path:
+    """A trained model directory: config.json and (with `weights`) the torch weights are there."""
     path = Path(model_dir)
     if not path.exists():
         raise ConfigError(f"model directory not found: {path}", "pass the --output directory of `roberta-ft train`")
@@ -108,7 +125,9 @@ def check_model_dir(model_dir: str | Path) -> Path:
         raise ConfigError(f"{path} is not a directory", "pass the --output directory of `roberta-ft train`")
     if not (path / "config.json").exists():
         raise ConfigError(f"{path} has no config.json: it is not a model directory", "pass a trained model directory")
-    if not any((path / name).exists() for name in (WEIGHTS, "model.safetensors.index.json", "pytorch_model.bin")):
+    if weights and not any(
+        (path / name).exists() for name in (WEIGHTS, "model.safetensors.index.json", "pytorch_model.bin")
+    ):
         raise ConfigError(
             f"{path} has no model weights yet (training may have been stopped before the first evaluation)",
             "finish or re-run the training",

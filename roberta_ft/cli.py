@@ -67,6 +67,17 @@ class Precision(str, Enum):
     bf16 = "bf16"
     fp16 = "fp16"
     fp32 = "fp32"
+    int8 = "int8"
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+
+
+class Quantize(str, Enum):
+    int8 = "int8"
+    none = "none"
 
 
 class Format(str, Enum):
@@ -100,7 +111,14 @@ DataDir = Annotated[
 DeviceOption = Annotated[Device | None, typer.Option(help="Device \\[default: auto: cuda, then mps, then cpu].")]
 PrecisionOption = Annotated[
     Precision | None,
-    typer.Option(help="Precision \\[default: auto: bf16 where native, fp16 on older GPUs, else fp32]."),
+    typer.Option(
+        help="Precision \\[default: auto: bf16 where native, fp16 on older GPUs, else fp32; "
+        "--backend onnx: int8 when exported, else fp32]."
+    ),
+]
+BackendOption = Annotated[
+    Backend | None,
+    typer.Option(help="What runs the model: torch, or onnx (after `roberta-ft export`) \\[default: torch]."),
 ]
 MaxLength = Annotated[
     int | None,
@@ -392,6 +410,7 @@ def evaluate(
     batch_size: Annotated[int | None, typer.Option(help="Texts per forward pass \\[default: 128].")] = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
+    backend: BackendOption = None,
     metric: Annotated[str | None, typer.Option(help="Extra metric for evaluate.load (name or local path).")] = None,
     drop_invalid: Annotated[
         bool | None, typer.Option("--drop-invalid", help="Skip rows with no text or label.")
@@ -446,6 +465,7 @@ def predict(
     max_length: MaxLength = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
+    backend: BackendOption = None,
     encoding: EncodingOption = None,
     overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace an existing --output file.")] = None,
     trust_remote_code: TrustRemoteCode = None,
@@ -492,6 +512,49 @@ def _predictions_as_json(settings) -> dict[str, Any]:
     rows = io.StringIO()
     result = run_prediction(settings, stdout=rows, stdout_format="jsonl")
     return {**result.to_dict(), "predictions": [json.loads(line) for line in rows.getvalue().splitlines()]}
+
+
+@app.command()
+def export(
+    model_dir: Annotated[str, typer.Argument(help="A model directory written by `roberta-ft train`.")],
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Directory for the ONNX files \\[default: MODEL_DIR itself]."),
+    ] = None,
+    quantize: Annotated[
+        Quantize | None,
+        typer.Option(help="Also write an int8 model (dynamic quantization) \\[default: int8]; none: fp32 only."),
+    ] = None,
+    verify_texts: Annotated[
+        str | None,
+        typer.Option(help="Text file (one text per line) to check the export on \\[default: built-in samples]."),
+    ] = None,
+    overwrite: Annotated[bool | None, typer.Option("--overwrite", help="Replace existing ONNX files.")] = None,
+    trust_remote_code: TrustRemoteCode = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Export a trained model to ONNX (fp32 and int8), checked against torch, for `--backend onnx`."""
+    flags = {k: v for k, v in locals().items() if k != "json_output"}
+    _setup()
+    from roberta_ft.config import ExportConfig
+    from roberta_ft.export import export as run_export
+
+    settings = _run(ExportConfig.from_dict, _run(_settings, None, flags))
+    with _keep_stdout_for_json(json_output):
+        result = _run(run_export, settings).to_dict()
+    if json_output:
+        _print_json(result)
+        return
+    if not State.quiet:
+        from roberta_ft.console import stderr
+
+        for precision, path in result["files"].items():
+            check = result["checks"][precision]
+            stderr.print(
+                f"{path} ({precision}): largest logit difference from torch {check['max_abs_diff']:.2e}, "
+                f"labels agree on {check['labels_agree']:.0%} of {check['texts']} sample texts",
+                highlight=False,
+            )
 
 
 @app.command("glue-report")

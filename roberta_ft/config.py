@@ -321,13 +321,37 @@ class PredictConfig(_Settings):
         _check_data_options(self)
 
 
+@dataclass(frozen=True)
+class ExportConfig(_Settings):
+    model_dir: str
+    output: str | None = None  # None: into model_dir, beside its config.json and tokenizer
+    quantize: str = "int8"  # int8 (writes model.onnx and model_quantized.onnx) | none (model.onnx only)
+    verify_texts: str | None = None  # a text file (one text per line) to check the export on; None: built-in samples
+    overwrite: bool = False
+    trust_remote_code: bool = False
+
+    def validate(self) -> None:
+        _check_choice("quantize", self.quantize, ("int8", "none"))
+
+
 def _check_runtime(settings) -> None:
     """--backend, --device and --precision of eval and predict (inference.load's options)."""
     from roberta_ft.runtime import BACKENDS, DEVICES, PRECISIONS
 
     _check_choice("backend", settings.backend, BACKENDS)
     _check_choice("device", settings.device, DEVICES)
-    _check_choice("precision", settings.precision, PRECISIONS)
+    if settings.backend == "onnx":
+        from roberta_ft.onnx_model import PRECISIONS as ONNX_PRECISIONS
+
+        if settings.precision not in ONNX_PRECISIONS:
+            raise ConfigError(
+                f"--precision {settings.precision} is not available with --backend onnx",
+                f"use one of {', '.join(ONNX_PRECISIONS)} (int8 and fp32 are the exported files)",
+            )
+    elif settings.precision == "int8":
+        raise ConfigError("--precision int8 needs --backend onnx", "export the model with `roberta-ft export`")
+    else:
+        _check_choice("precision", settings.precision, PRECISIONS)
 
 
 def _check_data_options(settings) -> None:

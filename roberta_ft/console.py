@@ -37,29 +37,36 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
     tasks_logger.propagate = False
 
 
+# Read by transformers, datasets and huggingface_hub when they are imported: quiet without importing them
+# here (a command that never needs them, such as `predict --backend onnx`, never pays for their import).
+_QUIET_ENVIRONMENT = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DATASETS_VERBOSITY": "error",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+
+
 def quiet_libraries(verbose: bool) -> None:
     """Hide the libraries' own progress bars and chatter; our log says what matters."""
     import os
+    import sys
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if verbose:
         return
     warnings.filterwarnings("ignore")
-    try:
-        import transformers
-
+    for name, value in _QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)  # what the user set wins
+    if "transformers" in sys.modules:  # imported already: its settings are read, set them directly
+        transformers = sys.modules["transformers"]
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
-    try:
-        import datasets
-
+    if "datasets" in sys.modules:
+        datasets = sys.modules["datasets"]
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
-    except ImportError:
-        pass
     logging.getLogger("accelerate").setLevel(logging.ERROR)
 
 

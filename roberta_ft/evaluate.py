@@ -36,7 +36,7 @@ class EvalResult:
 
 def evaluate(config: EvalConfig) -> EvalResult:
     config.validate()
-    model_dir = artifacts.check_model_dir(config.model_dir)
+    model_dir = artifacts.check_model_dir(config.model_dir, weights=config.backend == "torch")
     run = artifacts.read_run_config(model_dir)
     trained = run.get("config", {})
     # DATA naming a task (glue/mnli-mm for a glue/mnli model) is evaluated as that task.

@@ -175,15 +175,14 @@ def load(
     threshold: float | None = None,
 ) -> TrainedModel:
     """Load a model directory for inference (see the module docstring); the flags override the training's."""
-    from roberta_ft.modeling import load_trained
-    from roberta_ft.runtime import resolve_runtime
-
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r} is not valid", f"use one of {', '.join(BACKENDS)}")
-    model_dir = artifacts.check_model_dir(model_dir)
+    model_dir = artifacts.check_model_dir(model_dir, weights=backend == "torch")
     run = artifacts.read_run_config(model_dir)
-    runtime = resolve_runtime(device, precision)
-    model, tokenizer = load_trained(model_dir, trust_remote_code=trust_remote_code)
+    if backend == "onnx":
+        runner, model_config, tokenizer = _onnx(model_dir, device, precision)
+    else:
+        runner, model_config, tokenizer = _torch(model_dir, device, precision, trust_remote_code)
     how = reading(
         run,
         fallback_max_length=min(512, tokenizer.model_max_length),
@@ -192,10 +191,34 @@ def load(
         stride=stride,
         threshold=threshold,
     )
-    problem = problems.for_model(model.config, threshold=how.threshold, separator=how.separator)
-    backend = TorchBackend(model, runtime, pad_id=tokenizer.pad_token_id)
-    logger.info(backend.describe())
-    return TrainedModel(model_dir, run, problem, tokenizer, how, backend)
+    problem = problems.for_model(model_config, threshold=how.threshold, separator=how.separator)
+    logger.info(runner.describe())
+    return TrainedModel(model_dir, run, problem, tokenizer, how, runner)
+
+
+def _torch(model_dir: Path, device: str, precision: str, trust_remote_code: bool):
+    from roberta_ft.modeling import load_trained
+    from roberta_ft.runtime import resolve_runtime
+
+    runtime = resolve_runtime(device, precision)
+    model, tokenizer = load_trained(model_dir, trust_remote_code=trust_remote_code)
+    return TorchBackend(model, runtime, pad_id=tokenizer.pad_token_id), model.config, tokenizer
+
+
+def _onnx(model_dir: Path, device: str, precision: str):
+    """The exported graph on ONNX Runtime, config.json and tokenizer.json read without torch or transformers."""
+    from roberta_ft import onnx_model
+    from roberta_ft.data.light_tokenizer import LightTokenizer
+
+    onnx_model.require("onnxruntime")
+    path, chosen = onnx_model.pick_file(model_dir, precision)
+    model_config = onnx_model.model_config(model_dir)
+    artifacts.check_label_names(model_config.id2label, model_dir)
+    runner = onnx_model.OnnxBackend(path, chosen, pad_id=0, device=device)
+    tokenizer = LightTokenizer(model_dir, model_input_names=runner.inputs)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else getattr(model_config, "pad_token_id", 0)
+    runner.pad_id = pad_id if pad_id is not None else 0
+    return runner, model_config, tokenizer
 
 
 def load_options(settings) -> dict[str, Any]:

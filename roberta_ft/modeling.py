@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from roberta_ft.artifacts import check_label_names
 from roberta_ft.errors import ModelLoadError
 from roberta_ft.hub import hub_reachable
 
@@ -95,22 +95,8 @@ def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False):
         AutoModelForSequenceClassification, model_dir, trust_remote_code=trust_remote_code, use_safetensors=True
     )
     _ensure_pad_token(tokenizer, model)
-    _check_label_names(model, model_dir)
+    check_label_names(model.config.id2label, model_dir)
     return model, tokenizer
-
-
-def _check_label_names(model, model_dir: str) -> None:
-    """A roberta-ft model whose config.json lost its label names would predict LABEL_0, LABEL_1, ..."""
-    from roberta_ft.artifacts import read_run_config
-
-    trained_with = read_run_config(model_dir).get("label_names")
-    names = [str(name) for name in (model.config.id2label or {}).values()]
-    if trained_with and names and all(re.fullmatch(r"LABEL_\d+", name) for name in names):
-        raise ModelLoadError(
-            f"{model_dir}/config.json has no label names (only {', '.join(names)}), but the model was trained "
-            f"with labels {', '.join(map(str, trained_with))}",
-            "restore id2label and label2id in its config.json, or retrain the model",
-        )
 
 
 def position_limit(model) -> int | None:

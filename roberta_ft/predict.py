@@ -45,7 +45,7 @@ def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_forma
     """Without --output, rows go to `stdout`: `label<TAB>probability` lines, or every field as JSON lines."""
     config.validate()
     task = registry.dataset_task(config.input)  # INPUT names a task dataset, e.g. glue/sst2
-    model_dir = artifacts.check_model_dir(config.model_dir)
+    model_dir = artifacts.check_model_dir(config.model_dir, weights=config.backend == "torch")
     run = artifacts.read_run_config(model_dir)
     if task is None:
         if config.submission is not None:

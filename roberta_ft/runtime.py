@@ -10,7 +10,7 @@ from roberta_ft.errors import DeviceError
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch",)  # what runs a trained model at eval/predict time (inference.load)
+BACKENDS = ("torch", "onnx")  # what runs a trained model at eval/predict time (inference.load)
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
