@@ -70,8 +70,10 @@ def model_config(model_dir: Path) -> SimpleNamespace:
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}", "re-save the model directory") from None
     id2label = {int(k): v for k, v in (values.get("id2label") or {}).items()}
-    values["id2label"] = id2label
-    values.setdefault("num_labels", len(id2label) or 2)
+    num_labels = values.get("num_labels") or len(id2label) or 2
+    # As transformers reads it: a config.json without label names has LABEL_0, LABEL_1, ...
+    values["id2label"] = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
+    values["num_labels"] = len(values["id2label"])
     values.setdefault("problem_type", None)
     return SimpleNamespace(**values)
 
