@@ -58,6 +58,7 @@ HARMLESS_SETTINGS = frozenset(
         "device",
         "trust_remote_code",
         "report_to",  # experiment trackers only watch the run
+        "workers",  # how many processes tokenize: the tokens are the same
         # Paths: the data themselves are compared by hash, so a moved file still resumes.
         "data",
         "validation",
@@ -70,16 +71,28 @@ HARMLESS_SETTINGS = frozenset(
 
 
 def data_fingerprint(*tables: datasets.Dataset) -> str:
-    """A hash of the rows (text, pair, label) of each table, in order."""
+    """A hash of the rows (text, pair, label) of each table, in order.
+
+    Each column is hashed as the JSON list of its values, built a slice at a time: the same hash as
+    ``json.dumps(list(column))`` in constant memory.
+    """
     digest = hashlib.sha256()
     for table in tables:
         for column in ("text", "text_pair", "label"):
             if column in table.column_names:
                 digest.update(column.encode())
-                digest.update(json.dumps(list(table[column])).encode())
+                _json_list(digest, table[column], len(table))
             digest.update(b"\x00")
         digest.update(b"\x01")
     return digest.hexdigest()
+
+
+def _json_list(digest, column, length: int, step: int = 100_000) -> None:
+    digest.update(b"[")
+    for start in range(0, length, step):
+        items = json.dumps(list(column[start : start + step]))[1:-1]
+        digest.update(((", " if start else "") + items).encode())
+    digest.update(b"]")
 
 
 def run_identity(settings: dict[str, Any], train_set: datasets.Dataset, validation_set: datasets.Dataset) -> dict:

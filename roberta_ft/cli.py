@@ -334,6 +334,18 @@ def train(
         str | None,
         typer.Option(help="Train once per seed (e.g. 1,2,3,4,5) into DIR/seed-N; summary in DIR/seeds.json."),
     ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after N optimizer steps (the schedule spans them; overrides --epochs).")
+    ] = None,
+    eval_every: Annotated[
+        int | None, typer.Option(help="Evaluate and keep the best model every N steps instead of every epoch.")
+    ] = None,
+    max_eval_samples: Annotated[
+        int | None, typer.Option(help="Validate on a seeded, stratified sample of N validation rows.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes tokenizing large data \\[default: one per usable CPU].")
+    ] = None,
     config: ConfigFile = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved settings and exit.")] = False,
     json_output: JsonOption = False,

@@ -173,6 +173,11 @@ class TrainConfig(_Settings):
     report_to: tuple[str, ...] | None = None  # experiment trackers: tensorboard, wandb, mlflow
     # Batches of similar-length rows (docs/performance.md); no flag: off only to measure what it gives.
     length_bucketing: bool | None = None
+    # Data bigger than memory (docs/data-formats.md#large-files).
+    max_steps: int | None = None  # stop after this many optimizer steps (the schedule spans them)
+    eval_every: int | None = None  # evaluate (and pick the best model) every N steps instead of every epoch
+    max_eval_samples: int | None = None  # validate on a seeded, stratified sample of this many rows
+    workers: int | None = None  # processes tokenizing large data; None: one per usable CPU
 
     @property
     def is_tiny(self) -> bool:
@@ -216,6 +221,8 @@ class TrainConfig(_Settings):
         _check_positive("adam_epsilon", self.adam_epsilon)
         _check_positive("save_every", self.save_every, allow_none=True, integer=True)
         _check_positive("keep_checkpoints", self.keep_checkpoints, integer=True)
+        for name in ("max_steps", "eval_every", "max_eval_samples", "workers"):
+            _check_positive(name, getattr(self, name), allow_none=True, integer=True)
         if not isinstance(self.skip_nonfinite, int) or isinstance(self.skip_nonfinite, bool) or self.skip_nonfinite < 0:
             raise ConfigError(
                 f"--skip-nonfinite must be a non-negative integer, got {self.skip_nonfinite!r}",

@@ -58,6 +58,8 @@ class LoopSettings:
     save_every_seconds: float | None
     skip_nonfinite: int  # non-finite steps skipped (with a warning) before the run stops
     length_bucketing: bool  # batches of similar-length rows (False: plain shuffled batches)
+    max_steps: int | None  # stop after this many optimizer steps (the schedule spans them); None: epochs decide
+    eval_every: int | None  # evaluate every N optimizer steps (and at the end) instead of every epoch
 
     @classmethod
     def from_config(cls, config: TrainConfig, rule: BestEpochRule) -> LoopSettings:
@@ -136,8 +138,10 @@ class LoopState:
     batches_done: int = 0  # global batches of that epoch done
     running_count: int = 0  # samples in the epoch's running loss
     micro_batch: int = 1  # samples per forward pass on one process (halved on out-of-memory)
-    epochs_without_improvement: int = 0
+    epochs_without_improvement: int = 0  # evaluations, with --eval-every
     skipped_nonfinite: int = 0
+    last_evaluated_step: int = -1
+    counted_batches: int = 0  # global batches of the epoch counted in history.train_samples
     # The epoch's loss sum and sample count at the last History.steps record.
     logged_loss: float = 0.0
     logged_count: int = 0
@@ -186,13 +190,37 @@ def train(
     rng = run.restore(resume) if resume is not None else None
     history, state = run.state.history, run.state
     best_value = settings.rule.best_value(history.best)
-    progress.start(run.total_steps, settings.epochs)
+    progress.start(run.total_steps, run.epochs)
+
+    def evaluate(epoch_value: float) -> None:
+        """The evaluation: metrics, the best-epoch rule (on_best), early stopping."""
+        nonlocal best_value
+        record = run.evaluate(validation_data, metrics, epoch_value)
+        value = record[settings.rule.metric]
+        improved = settings.rule.improves(value, best_value)
+        if improved or history.best is None:
+            best_value = value
+            history.best = dict(record)
+            state.epochs_without_improvement = 0
+            on_best(run.bare_model, record)
+        else:
+            state.epochs_without_improvement += 1
+        progress.epoch_end(record["epoch"], record, improved)
+        if settings.rule.should_stop(state.epochs_without_improvement):
+            logger.info(
+                "Early stopping: %s has not improved for %d %s",
+                settings.rule.metric,
+                state.epochs_without_improvement,
+                "evaluation(s)" if settings.eval_every else "epoch(s)",
+            )
+            history.stopped_early = True
+
     try:
         with _speed_levers(run.bare_model, accelerator.device):
             if rng is not None:
                 # Last, so the random numbers drawn from here on are those the interrupted run would have drawn.
                 set_rng_state(rng)
-            while state.epoch < settings.epochs and not history.stopped_early:
+            while state.epoch < run.epochs and not history.stopped_early and not run.finished:
                 # --- one epoch: global batches of `batch_size` samples, one optimizer step each -------------
                 epoch = state.epoch
                 run.model.train()
@@ -215,6 +243,17 @@ def train(
                         run.scheduler.get_last_lr()[0],
                         done / history.train_seconds if history.train_seconds else 0.0,
                     )
+                    if state.batches_done < len(global_batches) and run.evaluation_due():
+                        # --- an evaluation within the epoch (--eval-every, or the last of --max-steps) ---------
+                        history.train_samples += run.samples_of(global_batches)
+                        evaluate(round(epoch + state.batches_done / len(global_batches), 3))
+                        run.save_checkpoint()
+                        clock = time.perf_counter()
+                        if history.stopped_early or run.finished:
+                            break
+                        run.model.train()
+                        clock = time.perf_counter()
+                        continue
                     # The last batch of an epoch is checkpointed after the evaluation, below.
                     if state.batches_done < len(global_batches) and run.checkpoint_due():
                         run.save_checkpoint()
@@ -222,27 +261,17 @@ def train(
                 if accelerator.device.type == "cuda":
                     torch.cuda.synchronize()
                 history.train_seconds += time.perf_counter() - clock
-                history.train_samples += len(train_data)
+                if state.batches_done < len(global_batches):  # stopped within the epoch: evaluated above
+                    break
+                history.train_samples += run.samples_of(global_batches)
 
                 # --- evaluation: the epoch's metrics, the best epoch, early stopping ----------------------
-                record = run.evaluate(validation_data, metrics)
-                value = record[settings.rule.metric]
-                improved = settings.rule.improves(value, best_value)
-                if improved or history.best is None:
-                    best_value = value
-                    history.best = dict(record)
-                    state.epochs_without_improvement = 0
-                    on_best(run.bare_model, record)
-                else:
-                    state.epochs_without_improvement += 1
-                progress.epoch_end(epoch + 1, record, improved)
-                if settings.rule.should_stop(state.epochs_without_improvement):
-                    logger.info(
-                        "Early stopping: %s has not improved for %d epoch(s)",
-                        settings.rule.metric,
-                        state.epochs_without_improvement,
-                    )
-                    history.stopped_early = True
+                if settings.eval_every is None:
+                    evaluate(epoch + 1)
+                elif state.last_evaluated_step != state.step and (
+                    state.step % settings.eval_every == 0 or run.finished or epoch + 1 >= run.epochs
+                ):
+                    evaluate(float(epoch + 1))
                 run.next_epoch()
                 run.save_checkpoint()
     finally:
@@ -275,6 +304,7 @@ class _Run:
     loss: LossFunction
     checkpoints: Checkpointer | None
     total_steps: int
+    epochs: int  # epochs the loop may start: settings.epochs, or as many as max_steps needs
     state: LoopState
     running_loss: torch.Tensor  # the epoch's summed loss, on the device
 
@@ -283,6 +313,10 @@ class _Run:
         processes = accelerator.num_processes
         steps_per_epoch = math.ceil(len(train_data) / settings.batch_size)
         total_steps = steps_per_epoch * settings.epochs
+        epochs = settings.epochs
+        if settings.max_steps is not None:  # the steps decide: as many epochs as they need
+            total_steps = settings.max_steps
+            epochs = math.ceil(settings.max_steps / max(1, steps_per_epoch))
         optimizer = _optimizer(model, settings, accelerator.device)
         scheduler = _linear_warmup_decay(optimizer, round(settings.warmup_ratio * total_steps), total_steps)
         # The scheduler is stepped by hand: the loop already counts optimizer steps across processes.
@@ -299,9 +333,27 @@ class _Run:
             loss=loss,
             checkpoints=checkpoints,
             total_steps=total_steps,
+            epochs=epochs,
             state=LoopState(micro_batch=settings.batch_size // (settings.gradient_accumulation * processes)),
             running_loss=torch.zeros((), device=accelerator.device),
         )
+
+    @property
+    def finished(self) -> bool:
+        """--max-steps reached."""
+        return self.settings.max_steps is not None and self.state.step >= self.settings.max_steps
+
+    def evaluation_due(self) -> bool:
+        """An evaluation within the epoch: every --eval-every steps, and when --max-steps ends the run."""
+        step, every = self.state.step, self.settings.eval_every
+        return (every is not None and step % every == 0) or self.finished
+
+    def samples_of(self, batches: list[np.ndarray]) -> int:
+        """Samples in the epoch's global batches done since they were last counted (each counted once)."""
+        state = self.state
+        counted = sum(len(batch) for batch in batches[state.counted_batches : state.batches_done])
+        state.counted_batches = state.batches_done
+        return counted
 
     @property
     def processes(self) -> int:
@@ -416,21 +468,26 @@ class _Run:
                 tensors={"running_loss": self.running_loss},
             )
 
-    def evaluate(self, validation_data: Encoded, metrics: Callable[[np.ndarray], dict[str, float]]) -> dict:
-        """The epoch's record: its training loss (mean over every process's samples) and validation metrics."""
+    def evaluate(
+        self, validation_data: Encoded, metrics: Callable[[np.ndarray], dict[str, float]], epoch: float
+    ) -> dict:
+        """An evaluation's record: the epoch's training loss so far (mean over every process's samples) and the
+        validation metrics; `epoch` is the epoch number (the end of epoch 2 is 2; 1.5 is half-way through 2)."""
         state = self.state
+        state.last_evaluated_step = state.step
         epoch_loss = self.accelerator.reduce(self.running_loss, reduction="sum").item() / max(
             1, state.running_count * self.processes
         )
         logits = predict_logits(
             self.model, validation_data, self.settings.eval_batch_size, accelerator=self.accelerator, pad_id=self.pad_id
         )
-        record = {"epoch": state.epoch + 1, "step": state.step, "train_loss": epoch_loss, **metrics(logits)}
+        record = {"epoch": epoch, "step": state.step, "train_loss": epoch_loss, **metrics(logits)}
         state.history.epochs.append(record)
         return record
 
     def next_epoch(self) -> None:
         state = self.state
+        state.counted_batches = 0
         state.epoch, state.batches_done, state.running_count = state.epoch + 1, 0, 0
         state.logged_loss, state.logged_count = 0.0, 0
         self.running_loss.zero_()

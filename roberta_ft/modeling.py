@@ -125,7 +125,7 @@ def train_tiny_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+        iter(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS), show_progress=False
     )
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from roberta_ft import metrics, reports
-from roberta_ft.data.labels import LabelMap, MultiLabelMap
+from roberta_ft.data.labels import LabelMap, MultiLabelMap, encode_column, label_codes
 from roberta_ft.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -174,8 +174,8 @@ class SingleLabel(Problem):
     def fit(cls, train_set, validation_set, *, task, config, source, validation_source) -> SingleLabel:
         from roberta_ft import imbalance
 
-        label_map = LabelMap.infer(train_set["label"], task)
-        label_ids = label_map.encode(train_set["label"], source=source)
+        label_map = LabelMap.infer(label_codes(train_set)[1], task)
+        label_ids = encode_column(label_map, train_set, source=source)
         counts = np.bincount(label_ids, minlength=len(label_map))
         if (counts > 0).sum() < 2:
             raise DataError(
@@ -263,15 +263,14 @@ class MultiLabel(Problem):
 
     @classmethod
     def fit(cls, train_set, validation_set, *, task, config, source, validation_source) -> MultiLabel:
-        label_map = MultiLabelMap.infer(train_set["label"], config.label_separator, task)
-        counts = label_map.encode(train_set["label"], source=source).sum(axis=0)
+        label_map = MultiLabelMap.infer(label_codes(train_set)[1], config.label_separator, task)
+        counts = encode_column(label_map, train_set, source=source).sum(axis=0)
         logger.info(
             "Labels (%d, multi-label): %s",
             len(label_map),
             ", ".join(f"{n} ({int(c)})" for n, c in zip(label_map.names, counts, strict=True)),
         )
-        lines = validation_set["line"] if "line" in validation_set.column_names else None
-        label_map.encode(validation_set["label"], source=validation_source, lines=lines)
+        encode_column(label_map, validation_set, source=validation_source)
         return cls(label_map, config.threshold)
 
     def loss(self, logits, targets):
@@ -417,14 +416,17 @@ def _ranked(names: Sequence[str], probabilities: np.ndarray, chosen) -> dict[str
 
 def _check_validation_labels(label_map: LabelMap, validation_set, source: str) -> None:
     """A validation label the training data never had: said before any model is built."""
+    codes, values = label_codes(validation_set)
     lines = validation_set["line"] if "line" in validation_set.column_names else None
     unseen: dict[str, int] = {}
-    for i, label in enumerate(validation_set["label"]):
-        if label not in unseen and label not in label_map.label2id:
+    for code, label in enumerate(values):
+        if label not in label_map.label2id:
             try:
                 label_map.encode([label], source=source)  # also accepts case and integer-coded variants
             except DataError:
-                unseen[label] = lines[i] if lines is not None else i + 1
+                first = int(np.argmax(codes == code))
+                unseen[label] = int(lines[first]) if lines is not None else first + 1
+    unseen = dict(sorted(unseen.items(), key=lambda item: item[1]))  # in file order, as they are met
     if unseen:
         shown = ", ".join(f"{name!r} (line {line})" for name, line in list(unseen.items())[:3])
         raise DataError(

@@ -7,7 +7,6 @@ validation set) and ``training_curves.png``; ``eval`` writes ``eval_report.json`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from roberta_ft import artifacts
+from roberta_ft.data.files import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +24,6 @@ TRAINING_CURVES = "training_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
 VALIDATION_REPORT = "validation_report.json"
 EVAL_REPORT = "eval_report.json"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def data_files(**sources: str | None) -> dict[str, dict[str, Any]]:

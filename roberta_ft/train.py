@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from roberta_ft import __version__, artifacts, checkpoint, problems, reports, tracking
 from roberta_ft.best_epoch import BestEpochRule
 from roberta_ft.config import TrainConfig
 from roberta_ft.data.files import is_file_source
-from roberta_ft.data.sources import FILE_OPTIONS, load_source, stratified_split
+from roberta_ft.data.sources import FILE_OPTIONS, load_source, stratified_split, subsample
 from roberta_ft.data.tokens import Encoded, encode_dataset
 from roberta_ft.errors import ConfigError, TrainingError
 from roberta_ft.registry import Task, get_task
@@ -70,7 +68,9 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
     resume_from = checkpoint.check_output_dir(config.output, overwrite=config.overwrite, resume=config.resume)
 
     # --- data and labels ---------------------------------------------------------------------------
+    reading = time.perf_counter()
     data = _read_data(config, task, kind)
+    timings = {"read_seconds": round(time.perf_counter() - reading, 3)}
     problem = kind.fit(
         data.train,
         data.validation,
@@ -88,11 +88,13 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
     accelerator = make_accelerator(runtime, log_with=list(config.report_to) or None, project_dir=_logs_dir(config))
     logger.info("Device %s, precision %s (%s)", runtime.device, runtime.precision, runtime.reason)
     labels = problem.labels
-    long = dict(strategy=config.long_text, stride=config.stride)
+    long = dict(strategy=config.long_text, stride=config.stride, workers=config.workers)
+    tokenizing = time.perf_counter()
     train_encoded = encode_dataset(data.train, tokenizer, config.max_length, labels, source=str(config.data), **long)
     validation_encoded = encode_dataset(
         data.validation, tokenizer, config.max_length, labels, source=data.validation_source, **long
     )
+    timings["tokenize_seconds"] = round(time.perf_counter() - tokenizing, 3)
     if config.batch_size % (config.gradient_accumulation * accelerator.num_processes):
         raise ConfigError(
             f"--batch-size {config.batch_size} cannot be split over {accelerator.num_processes} processes "
@@ -111,6 +113,7 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
     output = Path(config.output)
     _log_data_parallel(config, accelerator.num_processes)
     run_config = _run_config(config, task, problem, data, train_encoded, validation_encoded, identity, runtime)
+    run_config["timings"] = timings
     if resume_from is not None:
         run_config["resumed_from"] = resume_from.path.name
     if accelerator.is_main_process:
@@ -186,16 +189,24 @@ def _read_data(config: TrainConfig, task: Task, kind: type[problems.Problem]) ->
     options = {"data_dir": config.data_dir, **{name: getattr(config, name) for name in FILE_OPTIONS}}
     train_set = load_source(config.data, "train", task, **options)
     if config.validation is not None:
-        return _Data(train_set, load_source(config.validation, "validation", task, **options), config.validation)
-    if not is_file_source(config.data) and task.load is not None:
+        data = _Data(train_set, load_source(config.validation, "validation", task, **options), config.validation)
+    elif not is_file_source(config.data) and task.load is not None:
         validation_set = load_source(config.data, "validation", task, **options)
-        return _Data(train_set, validation_set, f"{task.name} {task.splits.get('validation', 'validation')}")
-    train_set, validation_set = stratified_split(
-        train_set, config.validation_split, config.seed, stratify=kind.stratify
-    )
-    source = f"{config.validation_split:.0%} of {config.data} (stratified, seed {config.seed})"
-    logger.info("No --validation file: holding out %s = %d rows for validation", source, len(validation_set))
-    return _Data(train_set, validation_set, source)
+        data = _Data(train_set, validation_set, f"{task.name} {task.splits.get('validation', 'validation')}")
+    else:
+        train_set, validation_set = stratified_split(
+            train_set, config.validation_split, config.seed, stratify=kind.stratify
+        )
+        source = f"{config.validation_split:.0%} of {config.data} (stratified, seed {config.seed})"
+        logger.info("No --validation file: holding out %s = %d rows for validation", source, len(validation_set))
+        data = _Data(train_set, validation_set, source)
+    if config.max_eval_samples is not None and len(data.validation) > config.max_eval_samples:
+        sample = subsample(data.validation, config.max_eval_samples, config.seed, stratify=kind.stratify)
+        logger.info(
+            "--max-eval-samples: validating on %d of %d rows (seed %d)", len(sample), len(data.validation), config.seed
+        )
+        data = _Data(data.train, sample, f"{len(sample)} rows sampled from {data.validation_source}")
+    return data
 
 
 def _build_model(config: TrainConfig, problem: problems.Problem, train_set):
@@ -203,9 +214,8 @@ def _build_model(config: TrainConfig, problem: problems.Problem, train_set):
     from roberta_ft import modeling
 
     if config.is_tiny:
-        texts = list(train_set["text"]) + (
-            list(train_set["text_pair"]) if "text_pair" in train_set.column_names else []
-        )
+        columns = ["text"] + (["text_pair"] if "text_pair" in train_set.column_names else [])
+        texts = (text for column in columns for text in _slices(train_set[column], len(train_set)))
         model, tokenizer = modeling.build_tiny(texts, head=problem.head(), seed=config.seed)
     else:
         _seed_everything(config.seed)  # the new classifier head is initialised now: same seed, same run
@@ -230,6 +240,12 @@ def _metric_names(scorer, problem: problems.Problem, validation: Encoded) -> lis
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. a constant validation set's correlation
         return list(scorer(problem.perfect_logits(targets), targets))
+
+
+def _slices(column, length: int, step: int = 100_000):
+    """The values of a (possibly memory-mapped) column, a slice at a time: never all in memory at once."""
+    for start in range(0, length, step):
+        yield from column[start : start + step]
 
 
 def _logs_dir(config: TrainConfig) -> str | None:
@@ -284,10 +300,10 @@ def _run_config(
 
 def _input_lines(train_set, encoded: Encoded):
     """The file line of each model input (a long text's windows share their text's line), for error messages."""
-    lines = train_set["line"] if "line" in train_set.column_names else None
-    if lines is not None and encoded.owners is not None:
-        lines = np.asarray(lines)[encoded.owners]
-    return lines
+    if "line" not in train_set.column_names:
+        return None
+    lines = train_set.with_format("arrow")["line"].to_numpy()
+    return lines[encoded.owners] if encoded.owners is not None else lines
 
 
 def _write_results(

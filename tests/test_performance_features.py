@@ -110,7 +110,7 @@ def test_token_cache_hits_the_second_time_and_misses_on_any_change(counted_token
 
     first = encode(texts)
     assert counted_tokenize == [60]
-    assert len(list((tmp_path / "cache").glob("tokens-*.npz"))) == 1
+    assert len(list((tmp_path / "cache").glob("tokens-*.tok"))) == 1
     second = encode(texts)
     assert counted_tokenize == [60]  # a hit: not tokenized again
     assert second.input_ids == first.input_ids and second.truncated == first.truncated
@@ -133,7 +133,7 @@ def test_token_cache_survives_a_damaged_entry_and_can_be_turned_off(counted_toke
     tokenizer = train_tiny_tokenizer(texts * 5, vocab_size=300)
     label_map = data.LabelMap(("neg", "pos"))
     first = data.encode_dataset(_dataset(texts), tokenizer, 16, label_map, source="x")
-    (entry,) = (tmp_path / "cache").glob("tokens-*.npz")
+    (entry,) = (tmp_path / "cache").glob("tokens-*.tok")
     entry.write_bytes(b"not an npz file")
     again = data.encode_dataset(_dataset(texts), tokenizer, 16, label_map, source="x")
     assert len(counted_tokenize) == 2 and again.input_ids == first.input_ids
@@ -141,7 +141,7 @@ def test_token_cache_survives_a_damaged_entry_and_can_be_turned_off(counted_toke
 
     monkeypatch.setenv("ROBERTA_FT_CACHE", "off")
     data.encode_dataset(_dataset(texts + ["new"]), tokenizer, 16, label_map, source="x")
-    assert len(list((tmp_path / "cache").glob("tokens-*.npz"))) == 1
+    assert len(list((tmp_path / "cache").glob("tokens-*.tok"))) == 1
 
 
 def test_a_second_training_run_reads_its_tokens_from_the_cache(counted_tokenize, tmp_path):

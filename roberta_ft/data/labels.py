@@ -161,3 +161,32 @@ class MultiLabelMap(LabelMap):
 
     def decode(self, row: np.ndarray) -> list[str]:
         return [self.names[i] for i in np.flatnonzero(row)]
+
+
+def label_codes(dataset) -> tuple[np.ndarray, list[Any]]:
+    """The label column as (a code per row, the distinct values sorted), read from Arrow without a Python
+    object per row; ``values[codes]`` is the column. Codes follow the sorted values, as `np.unique` numbers
+    them, so a stratified split over codes is the split over the labels themselves."""
+    import pyarrow as pa
+
+    column = dataset.with_format("arrow")["label"]
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = column.dictionary_encode()
+    found = encoded.dictionary.to_pylist()
+    order = sorted(range(len(found)), key=lambda i: found[i])
+    rank = np.empty(len(found), dtype=np.int64)
+    rank[order] = np.arange(len(found))
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)] if len(found) else np.zeros(0, dtype=np.int64)
+    return codes, [found[i] for i in order]
+
+
+def encode_column(label_map: LabelMap, dataset, *, source: str) -> np.ndarray:
+    """`label_map.encode` of a table's whole label column, each distinct value encoded once."""
+    codes, values = label_codes(dataset)
+    try:
+        encoded = label_map.encode(values, source=source)
+    except DataError:  # say which line: encode the rows themselves, which names the first bad one
+        lines = dataset["line"] if "line" in dataset.column_names else None
+        label_map.encode(list(dataset["label"]), source=source, lines=lines)
+        raise
+    return encoded[codes]

@@ -7,18 +7,20 @@ of each row, for messages).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from roberta_ft.data.columns import Columns, resolve_columns
-from roberta_ft.data.files import Table, is_file_source, read_table
-from roberta_ft.data.labels import normalize_label
+from roberta_ft.data.columns import logger as logger_for_columns
+from roberta_ft.data.files import Table, detect_format, file_sha256, is_file_source, open_rows
+from roberta_ft.data.labels import label_codes, normalize_label
+from roberta_ft.data.progress import Rate
 from roberta_ft.errors import DataError
 
 if TYPE_CHECKING:
@@ -29,9 +31,103 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _format_lines(lines: Sequence[int], limit: int = 5) -> str:
+def _format_lines(lines: Sequence[int], limit: int = 5, total: int | None = None) -> str:
+    total = len(lines) if total is None else total
     shown = ", ".join(str(n) for n in lines[:limit])
-    return shown + (f" and {len(lines) - limit} more" if len(lines) > limit else "")
+    return shown + (f" and {total - limit} more" if total > limit else "")
+
+
+class _BadRows:
+    """How many rows had one problem, and the first lines where it was seen (all a message shows)."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.count, self.lines = what, 0, []
+
+    def add(self, line: int) -> None:
+        self.count += 1
+        if len(self.lines) < 5:
+            self.lines.append(line)
+
+    def describe(self) -> str:
+        return f"{self.count} row(s) {self.what} (lines {_format_lines(self.lines, total=self.count)})"
+
+
+class _Standardizer:
+    """Raw rows to the standard columns, a chunk at a time; bad rows are counted, and refused (or with
+    drop_invalid, dropped and reported) once every row has been seen."""
+
+    def __init__(self, path: Path, columns: Columns, *, regression: bool, drop_invalid: bool) -> None:
+        self.path, self.columns, self.regression, self.drop_invalid = path, columns, regression, drop_invalid
+        self.bad_text = _BadRows("with an empty text")
+        self.bad_label = _BadRows("with no label")
+        self.bad_value = _BadRows("with a non-numeric score")
+        self.kept = 0
+
+    def chunk(self, rows: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, list]:
+        columns = self.columns
+        texts, pairs, labels, lines = [], [], [], []
+        for line, row in rows:
+            text = row.get(columns.text)
+            pair = row.get(columns.text_pair) if columns.text_pair else None
+            ok = True
+            if text is None or not str(text).strip() or (columns.text_pair and (pair is None or not str(pair).strip())):
+                self.bad_text.add(line)
+                ok = False
+            label_value = None
+            if columns.label is not None:
+                label_value = normalize_label(row.get(columns.label))
+                if label_value is None:
+                    self.bad_label.add(line)
+                    ok = False
+                elif self.regression:
+                    try:
+                        label_value = float(label_value)
+                        if not math.isfinite(label_value):
+                            raise ValueError
+                    except ValueError:
+                        self.bad_value.add(line)
+                        ok = False
+            if ok:
+                texts.append(str(text))
+                if columns.text_pair:
+                    pairs.append(str(pair))
+                if columns.label is not None:
+                    labels.append(label_value)
+                lines.append(line)
+        self.kept += len(texts)
+        data: dict[str, list] = {"text": texts}
+        if columns.text_pair:
+            data["text_pair"] = pairs
+        if columns.label is not None:
+            data["label"] = labels
+        data["line"] = lines
+        return data
+
+    def finish(self) -> str | None:
+        """Raise for bad rows (unless drop_invalid) or no rows; returns the --drop-invalid warning, if any."""
+        problems = [bad.describe() for bad in (self.bad_text, self.bad_label, self.bad_value) if bad.count]
+        warning = None
+        if problems:
+            if not self.drop_invalid:
+                raise DataError(
+                    f"{self.path}: {'; '.join(problems)}", "fix those rows or pass --drop-invalid to skip them"
+                )
+            warning = f"{self.path}: skipped {'; '.join(problems)} (--drop-invalid)"
+            logger.warning("%s", warning)
+        if not self.kept:
+            raise DataError(f"{self.path}: no usable rows left", "check the text and label columns")
+        return warning
+
+    def schema(self):
+        import pyarrow as pa
+
+        fields = [pa.field("text", pa.string())]
+        if self.columns.text_pair:
+            fields.append(pa.field("text_pair", pa.string()))
+        if self.columns.label is not None:
+            fields.append(pa.field("label", pa.float64() if self.regression else pa.string()))
+        fields.append(pa.field("line", pa.int64()))
+        return pa.schema(fields)
 
 
 def standardize(
@@ -44,58 +140,13 @@ def standardize(
     """Turn a raw table into the standard columns, refusing (or with drop_invalid, dropping) bad rows."""
     import datasets
 
-    texts, pairs, labels, bad_text, bad_label, bad_value = [], [], [], [], [], []
-    keep: list[int] = []
-    for i, (row, line) in enumerate(zip(table.rows, table.line_numbers, strict=True)):
-        text = row.get(columns.text)
-        pair = row.get(columns.text_pair) if columns.text_pair else None
-        ok = True
-        if text is None or not str(text).strip() or (columns.text_pair and (pair is None or not str(pair).strip())):
-            bad_text.append(line)
-            ok = False
-        label_value = None
-        if columns.label is not None:
-            label_value = normalize_label(row.get(columns.label))
-            if label_value is None:
-                bad_label.append(line)
-                ok = False
-            elif regression:
-                try:
-                    label_value = float(label_value)
-                    if not math.isfinite(label_value):
-                        raise ValueError
-                except ValueError:
-                    bad_value.append(line)
-                    ok = False
-        if ok:
-            keep.append(i)
-            texts.append(str(text))
-            if columns.text_pair:
-                pairs.append(str(pair))
-            if columns.label is not None:
-                labels.append(label_value)
-    problems = []
-    if bad_text:
-        problems.append(f"{len(bad_text)} row(s) with an empty text (lines {_format_lines(bad_text)})")
-    if bad_label:
-        problems.append(f"{len(bad_label)} row(s) with no label (lines {_format_lines(bad_label)})")
-    if bad_value:
-        problems.append(f"{len(bad_value)} row(s) with a non-numeric score (lines {_format_lines(bad_value)})")
-    if problems:
-        if not drop_invalid:
-            raise DataError(
-                f"{table.path}: {'; '.join(problems)}", "fix those rows or pass --drop-invalid to skip them"
-            )
-        logger.warning("%s: skipped %s (--drop-invalid)", table.path, "; ".join(problems))
-    if not keep:
-        raise DataError(f"{table.path}: no usable rows left", "check the text and label columns")
-    data: dict[str, list] = {"text": texts}
-    if columns.text_pair:
-        data["text_pair"] = pairs
-    if columns.label is not None:
-        data["label"] = labels
-    data["line"] = [table.line_numbers[i] for i in keep]
+    standardizer = _Standardizer(table.path, columns, regression=regression, drop_invalid=drop_invalid)
+    data = standardizer.chunk(list(zip(table.line_numbers, table.rows, strict=True)))
+    standardizer.finish()
     return datasets.Dataset.from_dict(data)
+
+
+CHUNK_ROWS = 50_000  # rows standardized and written to the data cache at a time
 
 
 def load_file(
@@ -110,20 +161,92 @@ def load_file(
     need_label: bool = True,
     drop_invalid: bool = False,
 ) -> tuple[datasets.Dataset, Columns]:
-    table = read_table(path, format=format, encoding=encoding)
-    columns = resolve_columns(
-        table.columns,
-        text=text_column,
-        text_pair=text_pair_column,
-        label=label_column,
-        task=task,
-        need_label=need_label,
-        source=str(path),
-    )
+    """A data file as the standard columns, memory-mapped from the data cache (row_cache.py).
+
+    The file is streamed once: its rows are checked, standardized and written to the cache a chunk at a
+    time, so memory stays flat in the file's size; a second run with the same file and options reads
+    the cached rows and nothing else.
+    """
+    import datasets
+
+    from roberta_ft.data import row_cache
+
+    path = Path(path)
+    regression = task is not None and task.is_regression
+    picked = {"text": text_column, "text_pair": text_pair_column, "label": label_column}
+    column_rules = {
+        "task_fields": list(task.text_fields) if task is not None else None,
+        "pair": bool(task and task.is_pair),
+    }
+    if not path.exists():
+        raise DataError(f"file not found: {path}", "check the path")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a data file", "pass a .csv, .tsv or .jsonl file")
+    fmt = detect_format(path, format)
+    options = {"format": fmt, "encoding": encoding, "columns": picked, "rules": column_rules, "need_label": need_label}
+    options |= {"drop_invalid": drop_invalid, "regression": regression}
+    entry = row_cache.key(file_sha256(path), options)
+    found = row_cache.find(entry)
+    if found is not None:
+        columns = _resolve(found["header"], picked, task, need_label, path)
+        if found.get("warning"):
+            logger.warning("%s", found["warning"])
+        logger.info("Read %s: %d rows from the data cache", path, found["rows"])
+        return datasets.Dataset.from_file(found["arrow"]), columns
+
+    reading = Rate(f"Reading {path.name}", total_bytes=path.stat().st_size)
+    stream = open_rows(path, format=fmt, encoding=encoding, progress=reading.bytes_done)
+    rows = iter(stream.rows)
+    first = list(itertools.islice(rows, CHUNK_ROWS))
+    if not first:
+        raise DataError(f"{path} has a header but no rows", "add data rows below the header")
+    columns = _resolve(stream.columns, picked, task, need_label, path)
+    header = list(stream.columns)
+    standardizer = _Standardizer(path, columns, regression=regression, drop_invalid=drop_invalid)
+    writer = row_cache.Writer(entry, standardizer.schema())
+    try:
+        chunk = first
+        while chunk:
+            writer.write(standardizer.chunk(chunk))
+            reading.rows_done(len(chunk))
+            chunk = list(itertools.islice(rows, CHUNK_ROWS))
+        if stream.columns != header:  # JSONL: later rows brought new keys; the columns picked must not change
+            header = list(stream.columns)
+            if _resolve(header, picked, task, need_label, path, quiet=True) != columns:
+                raise DataError(
+                    f"{path}: rows after line {first[-1][0]} have other keys, which changes the columns picked",
+                    "pass --text-column and --label-column",
+                )
+        warning = standardizer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    arrow = writer.commit({"header": header, "warning": warning, "source": str(path)})
+    reading.finish()
+    return datasets.Dataset.from_file(str(arrow)), columns
+
+
+def _resolve(header, picked, task, need_label: bool, path: Path, *, quiet: bool = False) -> Columns:
+    resolve = resolve_columns
+    if quiet:
+        previous = logger_for_columns.level
+        logger_for_columns.setLevel(logging.WARNING)
+    try:
+        columns = resolve(
+            header,
+            text=picked["text"],
+            text_pair=picked["text_pair"],
+            label=picked["label"],
+            task=task,
+            need_label=need_label,
+            source=str(path),
+        )
+    finally:
+        if quiet:
+            logger_for_columns.setLevel(previous)
     if need_label and columns.label is None:
         raise DataError(f"{path} has no label column", "pass --label-column naming the column with the labels")
-    regression = task is not None and task.is_regression
-    return standardize(table, columns, regression=regression, drop_invalid=drop_invalid), columns
+    return columns
 
 
 # The options of `load_file` that come from the user's settings (TrainConfig / EvalConfig fields).
@@ -168,17 +291,39 @@ def stratified_split(
     from sklearn.model_selection import train_test_split
 
     indices = np.arange(len(dataset))
-    labels = np.asarray(dataset["label"]) if stratify and "label" in dataset.column_names else None
-    if labels is not None and min(Counter(labels.tolist()).values()) < 2:
+    labels = label_codes(dataset)[0] if stratify and "label" in dataset.column_names else None
+    if labels is not None and _smallest_class(labels) < 2:
         logger.warning("Some label has fewer than 2 rows: the validation split is not stratified")
         labels = None
     n_valid = max(1, round(len(indices) * fraction))
     if labels is not None:
-        n_valid = max(n_valid, len(set(labels.tolist())))
+        n_valid = max(n_valid, int(labels.max(initial=-1)) + 1)
     if n_valid >= len(indices):
         raise DataError(
             f"cannot hold out {fraction:.0%} of {len(indices)} rows for validation",
             "add rows or pass --validation FILE",
         )
     train_idx, valid_idx = train_test_split(indices, test_size=n_valid, random_state=seed, stratify=labels)
-    return dataset.select(np.sort(train_idx)), dataset.select(np.sort(valid_idx))
+    return _select(dataset, train_idx), _select(dataset, valid_idx)
+
+
+def subsample(dataset: datasets.Dataset, size: int, seed: int, *, stratify: bool = True) -> datasets.Dataset:
+    """`size` rows of `dataset` (stratified by label when it can be), reproducibly for a given seed."""
+    if size >= len(dataset):
+        return dataset
+    from sklearn.model_selection import train_test_split
+
+    labels = label_codes(dataset)[0] if stratify and "label" in dataset.column_names else None
+    if labels is not None and (_smallest_class(labels) < 2 or size < int(labels.max(initial=-1)) + 1):
+        labels = None
+    kept, _ = train_test_split(np.arange(len(dataset)), train_size=size, random_state=seed, stratify=labels)
+    return _select(dataset, kept)
+
+
+def _smallest_class(codes: np.ndarray) -> int:
+    return int(np.bincount(codes).min()) if len(codes) else 0
+
+
+def _select(dataset: datasets.Dataset, indices: np.ndarray) -> datasets.Dataset:
+    # keep_in_memory: the row indices stay in RAM (8 bytes a row) instead of a cache file beside the data.
+    return dataset.select(np.sort(indices), keep_in_memory=True)

@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from roberta_ft.data import token_cache
+from roberta_ft.data.labels import encode_column
+from roberta_ft.data.progress import Rate
+from roberta_ft.data.ragged import Ragged
 from roberta_ft.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -87,6 +90,8 @@ class Encoded:
 
     @property
     def lengths(self) -> np.ndarray:
+        if isinstance(self.input_ids, Ragged):
+            return self.input_ids.lengths
         return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self.input_ids))
 
     def per_text(self, logits: np.ndarray) -> np.ndarray:
@@ -204,23 +209,112 @@ def encode_texts(
     stride: int | None = None,
     targets: np.ndarray | None = None,
     cache: bool = True,
+    workers: int | None = None,
 ) -> Encoded:
     """Model inputs for `texts` (and `pairs`), with `targets` (one per text) repeated for each window.
 
-    With `cache`, the tokens are read from the on-disk cache when these texts were tokenized the same
-    way before, and written to it otherwise.
+    With `cache`, the tokens are read (memory-mapped) from the on-disk cache when these texts were
+    tokenized the same way before, and written to it otherwise, a chunk at a time and, for many texts,
+    by `workers` processes (default: one per usable CPU). Without `cache` (a streamed prediction chunk)
+    they are tokenized in memory. `texts`/`pairs` may be lists or a datasets column.
     """
     entry = _cache_key(tokenizer, texts, pairs, max_length, strategy, stride) if cache else None
     tokens = token_cache.read(entry, len(texts)) if entry is not None else None
     if tokens is not None:
         logger.info("Tokenized %d rows: read from the cache (%s)", len(texts), token_cache.entry_path(entry))
-    else:
-        tokens = tokenize(tokenizer, texts, pairs, max_length, strategy, stride)
-        if entry is not None:
-            token_cache.write(entry, len(texts), tokens)
+    elif cache and (entry is not None or len(texts) > IN_MEMORY_TEXTS):
+        tokens = _tokenize_to_disk(entry, tokenizer, texts, pairs, max_length, strategy, stride, workers)
+    if tokens is None:
+        tokens = tokenize(
+            tokenizer, list(texts[:]), list(pairs[:]) if pairs is not None else None, max_length, strategy, stride
+        )
     ids, types, owners, long_texts = tokens
     inputs_targets = targets if targets is None or owners is None else targets[owners]
     return Encoded(ids, inputs_targets, types, long_texts, owners, targets, len(texts))
+
+
+IN_MEMORY_TEXTS = 200_000  # with the cache off, more texts than this are still tokenized to disk (a temp folder)
+SERIAL_TEXTS = 20_000  # texts tokenized in one call: memory is bounded by this, not by the data's size
+_work: tuple | None = None  # what the worker processes tokenize (set before they fork)
+
+
+def _tokenize_to_disk(
+    entry, tokenizer, texts, pairs, max_length, strategy, stride, workers
+) -> token_cache.Tokens | None:
+    """Tokenize into a cache entry (a temporary one when the cache is off) and read it back memory-mapped."""
+    import uuid
+
+    from roberta_ft.data import row_cache
+
+    global _work
+    folder = token_cache.cache_dir()
+    if entry is None or folder is None:
+        entry, folder = f"scratch-{uuid.uuid4().hex}", row_cache.folder(scratch=True)
+    try:
+        writer = token_cache.EntryWriter(entry, len(texts), folder)
+    except OSError as error:
+        logger.warning("Could not write the token cache in %s: %s; tokenizing in memory", folder, error)
+        return None
+    count = len(texts)
+    ranges = [(start, min(start + SERIAL_TEXTS, count)) for start in range(0, count, SERIAL_TEXTS)] or [(0, 0)]
+    processes = _usable_workers(workers) if count > 2 * SERIAL_TEXTS else 1
+    rate = Rate("Tokenizing", total_rows=count)
+    _work = (tokenizer, texts, pairs, max_length, strategy, stride)
+    try:
+        if processes > 1:
+            import multiprocessing
+
+            # The workers tokenize chunks in turn; the parent appends their arrays in order.
+            with multiprocessing.get_context("fork").Pool(processes) as pool:
+                for (start, end), part in zip(ranges, pool.imap(_tokenize_range, ranges), strict=True):
+                    writer.add(*part)
+                    rate.rows_done(end - start)
+        else:
+            for start, end in ranges:
+                writer.add(*_tokenize_range((start, end)))
+                rate.rows_done(end - start)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        _work = None
+    rate.finish()
+    if writer.commit() is None:
+        return None
+    found = token_cache.read(entry, count)
+    if found is not None and entry.startswith("scratch-"):
+        path = token_cache.entry_path(entry)  # mapped already: the file goes when the process ends
+        if path is not None:
+            import atexit
+
+            atexit.register(path.unlink, missing_ok=True)
+    return found
+
+
+def _tokenize_range(bounds: tuple[int, int]):
+    """Tokenize texts[start:end] (in a worker or this process) into flat arrays for EntryWriter.add."""
+    assert _work is not None
+    tokenizer, texts, pairs, max_length, strategy, stride = _work
+    start, end = bounds
+    part_texts = list(texts[start:end]) if end > start else []
+    part_pairs = list(pairs[start:end]) if pairs is not None else None
+    ids, types, owners, count = tokenize(tokenizer, part_texts, part_pairs, max_length, strategy, stride)
+    lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter((token for row in ids for token in row), dtype=np.int32, count=int(lengths.sum()))
+    flat_types = None
+    if types is not None:
+        flat_types = np.fromiter((t for row in types for t in row), dtype=np.int8, count=int(lengths.sum()))
+    return flat, lengths, flat_types, (owners + start if owners is not None else None), count
+
+
+def _usable_workers(workers: int | None) -> int:
+    import sys
+
+    from roberta_ft.speed.cpu_threads import usable_cpus
+
+    if not sys.platform.startswith("linux"):  # fork is the cheap start; elsewhere one process
+        return 1
+    return max(1, workers if workers is not None else usable_cpus())
 
 
 def _cache_key(tokenizer, texts, pairs, max_length: int, strategy: str, stride: int | None) -> str | None:
@@ -236,11 +330,10 @@ def encode_targets(dataset: datasets.Dataset, label_map: LabelMap | None, *, sou
     """Label ids (or multi-hot rows, or float scores when there is no label map); None for unlabelled data."""
     if "label" not in dataset.column_names:
         return None
-    labels = dataset["label"]
     if label_map is None:
-        return np.asarray(labels, dtype=np.float32)
-    lines = dataset["line"] if "line" in dataset.column_names else None
-    return label_map.encode(labels, source=source, lines=lines)
+        column = dataset.with_format("arrow")["label"]
+        return column.to_numpy().astype(np.float32)
+    return encode_column(label_map, dataset, source=source)
 
 
 def encode_dataset(
@@ -252,13 +345,15 @@ def encode_dataset(
     source: str,
     strategy: str = "truncate",
     stride: int | None = None,
+    workers: int | None = None,
 ) -> Encoded:
     """A table's texts (and pairs) as model inputs, through the cache, with its labels as targets."""
     pairs = dataset["text_pair"] if "text_pair" in dataset.column_names else None
     targets = encode_targets(dataset, label_map, source=source)
     encoded = encode_texts(
-        tokenizer, dataset["text"], pairs, max_length, strategy=strategy, stride=stride, targets=targets
-    )
+        tokenizer, dataset["text"], pairs, max_length, strategy=strategy, stride=stride, targets=targets,
+        workers=workers,
+    )  # fmt: skip
     if encoded.truncated and strategy == "truncate":
         logger.warning(
             "%s: %d of %d rows reach --max-length %d and are truncated",
