@@ -569,6 +569,59 @@ def export(
             )
 
 
+@app.command()
+def serve(
+    model_dir: Annotated[str, typer.Argument(help="A model directory written by `roberta-ft train`.")],
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on; anything but 127.0.0.1/localhost/::1 is reachable from other machines \\[default: 127.0.0.1]."
+        ),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port \\[default: 8000].")] = None,
+    backend: BackendOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Texts per forward pass, gathered from concurrent requests; 1 turns batching off \\[default: 64]."
+        ),
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None,
+        typer.Option(help="Longest wait of a queued text for others to fill its batch, in ms \\[default: 5]."),
+    ] = None,
+    max_texts: Annotated[
+        int | None, typer.Option(help="Most texts (or pairs) in one request; more is a 413 \\[default: 256].")
+    ] = None,
+    max_body_kb: Annotated[
+        int | None, typer.Option(help="Largest request body in KiB; larger is a 413 \\[default: 1024].")
+    ] = None,
+    max_length: MaxLength = None,
+    long_text: LongTextOption = None,
+    stride: StrideOption = None,
+    threshold: ThresholdOption = None,
+    trust_remote_code: TrustRemoteCode = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log", help="Log one line per request (off by default).")
+    ] = None,
+) -> None:
+    """Serve MODEL_DIR over HTTP: POST /predict, GET /health, GET /info, docs at /docs (see docs/deployment.md)."""
+    flags = dict(locals())
+    _setup()
+    import logging
+
+    from roberta_ft.config import ServeConfig
+    from roberta_ft.console import adopt_logger
+    from roberta_ft.serve import serve as run_service
+
+    settings = _run(ServeConfig.from_dict, _run(_settings, None, flags))
+    adopt_logger("uvicorn.error", logging.DEBUG if State.verbose else logging.WARNING)
+    adopt_logger("uvicorn.access", logging.INFO if settings.access_log else logging.WARNING)
+    _run(run_service, settings)
+
+
 @app.command("glue-report")
 def glue_report(
     model_dirs: Annotated[list[str], typer.Argument(help="Model directories trained on GLUE tasks, one per task.")],

@@ -341,8 +341,56 @@ class ExportConfig(_Settings):
         _check_choice("quantize", self.quantize, ("int8", "none"))
 
 
+# The addresses `serve` binds without a warning: this machine only.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ServeConfig(_Settings):
+    """`roberta-ft serve`: an HTTP prediction service over one model directory (see roberta_ft/serve.py)."""
+
+    model_dir: str
+    host: str = "127.0.0.1"  # this machine only; anything else is the user's explicit choice (logged)
+    port: int = 8000
+    backend: str = "torch"  # what runs the network (inference.BACKENDS)
+    device: str = "auto"
+    precision: str = "auto"
+    trust_remote_code: bool = False
+    max_length: int | None = None  # None: the training max length
+    long_text: str | None = None  # None: the training --long-text (and --stride)
+    stride: int | None = None
+    threshold: float | None = None  # multi-label models; None: the training threshold (a request may pass its own)
+    max_batch_size: int = 64  # texts per forward pass, gathered from concurrent requests; 1: no batching
+    max_wait_ms: float = 5.0  # how long the oldest waiting text may wait for others to fill a batch
+    max_texts: int = 256  # texts (or pairs) in one request
+    max_body_kb: int = 1024  # request body size limit, KiB
+    access_log: bool = False  # one log line per request (uvicorn's access log)
+
+    def validate(self) -> None:
+        if not isinstance(self.host, str) or not self.host.strip():
+            raise ConfigError(f"--host must be an address, got {self.host!r}", "pass e.g. --host 127.0.0.1")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+            raise ConfigError(
+                f"--port must be a port number from 1 to 65535, got {self.port!r}", "pass e.g. --port 8000"
+            )
+        _check_positive("max_batch_size", self.max_batch_size, integer=True)
+        _check_positive("max_texts", self.max_texts, integer=True)
+        _check_positive("max_body_kb", self.max_body_kb, integer=True)
+        _check_positive("max_length", self.max_length, allow_none=True, integer=True)
+        wait = self.max_wait_ms
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not math.isfinite(wait) or wait < 0:
+            raise ConfigError(f"--max-wait-ms must be a number >= 0, got {wait!r}", "pass e.g. --max-wait-ms 5")
+        _check_runtime(self)
+        _check_data_options(self)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the service is reachable from this machine only."""
+        return self.host in LOCAL_HOSTS
+
+
 def _check_runtime(settings) -> None:
-    """--backend, --device and --precision of eval and predict (inference.load's options)."""
+    """--backend, --device and --precision of eval, predict and serve (inference.load's options)."""
     from roberta_ft.runtime import BACKENDS, DEVICES, PRECISIONS
 
     _check_choice("backend", settings.backend, BACKENDS)
@@ -362,7 +410,7 @@ def _check_runtime(settings) -> None:
 
 
 def _check_data_options(settings) -> None:
-    """--threshold, --long-text and --stride, shared by train, eval and predict."""
+    """--threshold, --long-text and --stride, shared by train, eval, predict and serve."""
     threshold = settings.threshold
     if threshold is not None and (
         isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1

@@ -47,6 +47,14 @@ _QUIET_ENVIRONMENT = {
 }
 
 
+def adopt_logger(name: str, level: int) -> None:
+    """Send a library's log (uvicorn's, for serve) through the handler `setup_logging` installed."""
+    theirs = logging.getLogger(name)
+    theirs.handlers[:] = list(logging.getLogger("roberta_ft").handlers)
+    theirs.setLevel(level)
+    theirs.propagate = False
+
+
 def quiet_libraries(verbose: bool) -> None:
     """Hide the libraries' own progress bars and chatter; our log says what matters."""
     import os

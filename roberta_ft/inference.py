@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The options of eval and predict that decide how a model is loaded and reads texts (load_options()).
+# The options of eval, predict and serve that decide how a model is loaded and reads texts (load_options()).
 LOAD_OPTIONS = ("backend", "device", "precision", "trust_remote_code", "max_length", "long_text", "stride", "threshold")
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
@@ -222,7 +222,7 @@ def _onnx(model_dir: Path, device: str, precision: str):
 
 
 def load_options(settings) -> dict[str, Any]:
-    """The `load` options of an EvalConfig or PredictConfig."""
+    """The `load` options of an EvalConfig, PredictConfig or ServeConfig."""
     return {name: getattr(settings, name) for name in LOAD_OPTIONS}
 
 

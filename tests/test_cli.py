@@ -21,7 +21,7 @@ def invoke(*args: str):
 def test_version_and_help():
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout.strip().startswith("roberta-ft ")
-    for command in ([], ["train"], ["eval"], ["predict"], ["tasks"]):
+    for command in ([], ["train"], ["eval"], ["predict"], ["serve"], ["tasks"]):
         result = invoke(*command, "--help")
         assert result.exit_code == 0, command
         assert "Usage" in result.stdout
