@@ -150,6 +150,7 @@ class TrainConfig(_Settings):
     max_grad_norm: float | None = None  # 0: no clipping
     eval_batch_size: int | None = None
     seed: int | None = None
+    split_seed: int | None = None  # the held-out validation rows (no --validation); None: --seed
     early_stopping_patience: int | None = None  # None: never stop early
     device: str | None = None
     precision: str | None = None
@@ -248,8 +249,13 @@ class TrainConfig(_Settings):
                 f"--batch-size {self.batch_size} is not a multiple of --gradient-accumulation {self.gradient_accumulation}",
                 "the batch size counts samples per optimizer step; make it a multiple",
             )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}", "pass e.g. --seed 42")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if (value is not None or name == "seed") and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0
+            ):
+                flag = f"--{name.replace('_', '-')}"
+                raise ConfigError(f"{flag} must be a non-negative integer, got {value!r}", f"pass e.g. {flag} 42")
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
         if not self.output:

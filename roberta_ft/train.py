@@ -190,10 +190,9 @@ def _read_data(config: TrainConfig, task: Task, kind: type[problems.Problem]) ->
     if not is_file_source(config.data) and task.load is not None:
         validation_set = load_source(config.data, "validation", task, **options)
         return _Data(train_set, validation_set, f"{task.name} {task.splits.get('validation', 'validation')}")
-    train_set, validation_set = stratified_split(
-        train_set, config.validation_split, config.seed, stratify=kind.stratify
-    )
-    source = f"{config.validation_split:.0%} of {config.data} (stratified, seed {config.seed})"
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    train_set, validation_set = stratified_split(train_set, config.validation_split, split_seed, stratify=kind.stratify)
+    source = f"{config.validation_split:.0%} of {config.data} (stratified, seed {split_seed})"
     logger.info("No --validation file: holding out %s = %d rows for validation", source, len(validation_set))
     return _Data(train_set, validation_set, source)
 
