@@ -21,7 +21,7 @@ from roberta_ft.config import TrainConfig
 from roberta_ft.data.files import is_file_source
 from roberta_ft.data.sources import FILE_OPTIONS, load_source, stratified_split
 from roberta_ft.data.tokens import Encoded, encode_dataset
-from roberta_ft.errors import ConfigError, TrainingError
+from roberta_ft.errors import ConfigError, RunStopped, TrainingError
 from roberta_ft.registry import Task, get_task
 
 logger = logging.getLogger(__name__)
@@ -154,6 +154,11 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
     except TrainingError as error:
         if accelerator.is_main_process:
             run_config.update(status="stopped", error=error.one_line())
+            artifacts.write_json(output / artifacts.RUN_CONFIG, run_config)
+        raise
+    except RunStopped as stop:  # stopped by the caller (a search pruning the run): the best model so far is saved
+        if accelerator.is_main_process:
+            run_config.update(status=stop.status, stopped=stop.one_line())
             artifacts.write_json(output / artifacts.RUN_CONFIG, run_config)
         raise
 
