@@ -252,13 +252,7 @@ def _open_storage(optuna, config: TuneConfig, root: Path):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=True)
         try:
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=retry,
-            )
+            storage = _rdb_storage(optuna, url, engine, retry)
         except ImportError as exc:
             raise ConfigError(
                 f"--storage {shown_url(url)} needs a database driver: {exc}",
@@ -270,6 +264,26 @@ def _open_storage(optuna, config: TuneConfig, root: Path):
                 "check the URL, and that the database server is reachable",
             ) from None
     return storage, retry
+
+
+def _rdb_storage(optuna, url: str, engine, retry, attempts: int = 5):
+    """Optuna's RDBStorage; processes started together on a new database race to create its tables
+    (one of them fails on the schema's version row): the loser tries again once they exist."""
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=retry,
+            )
+        except DBAPIError:
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
 
 
 def _identity(trial_base: TrainConfig, space: SearchSpace, rule) -> dict[str, Any]:

@@ -236,11 +236,21 @@ def test_two_processes_on_one_sqlite_study_run_disjoint_trials(reviews_240, tmp_
     ran = [trial_dirs(out) for out in outputs]
     assert not set(ran[0]) & set(ran[1]), ran  # no trial run twice
     assert all(ran), f"one process ran no trial: {ran}"
-    document = read_json(outputs[1] / "tune.json")
-    finished = [t for t in document["trials"] if t["state"] in ("complete", "pruned")]
-    assert sorted(ran[0] + ran[1]) == sorted(t["number"] for t in finished) and len(finished) >= 4
-    pids = {t["number"]: t["worker"]["pid"] for t in finished}
+    # The study itself (each process's tune.json is the study as that process last saw it).
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.load_study(study_name="roberta-ft", storage=storage)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert sorted(ran[0] + ran[1]) == sorted(t.number for t in finished) and len(finished) >= 4
+    assert len(study.trials) == len(finished)  # nothing left running, failed or waiting
+    pids = {t.number: t.user_attrs["worker"]["pid"] for t in finished}
     assert {pids[n] for n in ran[0]} == {processes[0].pid} and {pids[n] for n in ran[1]} == {processes[1].pid}
+    # Re-running a finished study runs nothing and brings a machine's tune.json up to date.
+    refreshed = invoke("tune", *common, "-o", str(outputs[0]), "--json")
+    assert refreshed.exit_code == 0, refreshed.output
+    assert sorted(t["number"] for t in json.loads(refreshed.stdout)["trials"]) == sorted(pids)
+    assert trial_dirs(outputs[0]) == ran[0]
 
 
 # -------------------------------------------------------------------------------------- failures
