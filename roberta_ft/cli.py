@@ -150,6 +150,71 @@ ThresholdOption = Annotated[
     ),
 ]
 
+# The train command's options, shared with tune (each trial is a train run with these settings).
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="Hub id or local dir of the model to fine-tune, or `tiny` \\[default: roberta-base]."),
+]
+ValidationOption = Annotated[str | None, typer.Option(help="Validation file (default: a held-out split).")]
+ValidationSplitOption = Annotated[
+    float | None, typer.Option(help="Share of the training file held out when no --validation \\[default: 0.1].")
+]
+EpochsOption = Annotated[int | None, typer.Option(help="Epochs \\[default: 3; 10 with --model tiny].")]
+BatchSizeOption = Annotated[int | None, typer.Option(help="Samples per optimizer step \\[default: 32].")]
+LearningRateOption = Annotated[
+    float | None,
+    typer.Option("--learning-rate", "--lr", help="Peak learning rate \\[default: 2e-5; 1e-3 for tiny]."),
+]
+WarmupRatioOption = Annotated[float | None, typer.Option(help="Linear warm-up share of steps \\[default: 0.06].")]
+WeightDecayOption = Annotated[float | None, typer.Option(help="AdamW weight decay \\[default: 0.1].")]
+GradientAccumulationOption = Annotated[
+    int | None, typer.Option(help="Micro-batches per optimizer step (same --batch-size, less memory).")
+]
+EarlyStoppingPatienceOption = Annotated[
+    int | None, typer.Option(help="Stop after this many epochs without improvement.")
+]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed \\[default: 42].")]
+SplitSeedOption = Annotated[
+    int | None, typer.Option(help="Seed of the held-out validation rows (no --validation) \\[default: --seed].")
+]
+MetricOption = Annotated[
+    str | None, typer.Option(help="Extra metric: anything evaluate.load accepts (a local module path offline).")
+]
+DropInvalidOption = Annotated[
+    bool | None, typer.Option("--drop-invalid", help="Skip rows with an empty text or label instead of stopping.")
+]
+SaveEveryOption = Annotated[
+    int | None, typer.Option(help="Checkpoint every N optimizer steps \\[default: every epoch and ~10 minutes].")
+]
+KeepCheckpointsOption = Annotated[
+    int | None, typer.Option(help="Checkpoints kept in --output/checkpoints \\[default: 2].")
+]
+SkipNonfiniteOption = Annotated[
+    int | None, typer.Option(help="Skip up to N steps whose loss is NaN/inf (with a warning) \\[default: 0].")
+]
+ClassWeightsOption = Annotated[
+    str | None,
+    typer.Option(help="Loss weight per label: `auto` (inverse frequency) or W1,W2,... in label order."),
+]
+MetricForBestOption = Annotated[
+    str | None, typer.Option(help="Validation metric that picks the best epoch \\[default: the task's].")
+]
+MultiLabelOption = Annotated[
+    bool | None,
+    typer.Option("--multi-label", help="Several labels per row, joined by --label-separator; one sigmoid each."),
+]
+LabelSeparatorOption = Annotated[
+    str | None, typer.Option(help="Separator of a multi-label cell's labels \\[default: |].")
+]
+ReportToOption = Annotated[
+    str | None,
+    typer.Option(help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow (logs in OUTPUT/logs)."),
+]
+RecipeOption = Annotated[
+    str | None,
+    typer.Option(help="Published settings for the task (GLUE: roberta-base, roberta-large); --config and flags win."),
+]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -248,88 +313,49 @@ def train(
         str, typer.Argument(help="Training data: a .csv/.tsv/.jsonl file, or a task dataset (e.g. glue/rte).")
     ],
     output: Annotated[str | None, typer.Option("--output", "-o", help="Directory for the trained model.")] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Hub id or local dir of the model to fine-tune, or `tiny` \\[default: roberta-base]."),
-    ] = None,
+    model: ModelOption = None,
     task: TaskOption = None,
-    validation: Annotated[str | None, typer.Option(help="Validation file (default: a held-out split).")] = None,
-    validation_split: Annotated[
-        float | None, typer.Option(help="Share of the training file held out when no --validation \\[default: 0.1].")
-    ] = None,
+    validation: ValidationOption = None,
+    validation_split: ValidationSplitOption = None,
     text_column: TextColumn = None,
     text_pair_column: TextPairColumn = None,
     label_column: LabelColumn = None,
     format: FormatOption = None,
     encoding: EncodingOption = None,
     data_dir: DataDir = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs \\[default: 3; 10 with --model tiny].")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Samples per optimizer step \\[default: 32].")] = None,
-    learning_rate: Annotated[
-        float | None,
-        typer.Option("--learning-rate", "--lr", help="Peak learning rate \\[default: 2e-5; 1e-3 for tiny]."),
-    ] = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    learning_rate: LearningRateOption = None,
     max_length: MaxLength = None,
-    warmup_ratio: Annotated[float | None, typer.Option(help="Linear warm-up share of steps \\[default: 0.06].")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay \\[default: 0.1].")] = None,
-    gradient_accumulation: Annotated[
-        int | None, typer.Option(help="Micro-batches per optimizer step (same --batch-size, less memory).")
-    ] = None,
-    early_stopping_patience: Annotated[
-        int | None, typer.Option(help="Stop after this many epochs without improvement.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed \\[default: 42].")] = None,
+    warmup_ratio: WarmupRatioOption = None,
+    weight_decay: WeightDecayOption = None,
+    gradient_accumulation: GradientAccumulationOption = None,
+    early_stopping_patience: EarlyStoppingPatienceOption = None,
+    seed: SeedOption = None,
+    split_seed: SplitSeedOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
-    metric: Annotated[
-        str | None, typer.Option(help="Extra metric: anything evaluate.load accepts (a local module path offline).")
-    ] = None,
-    drop_invalid: Annotated[
-        bool | None, typer.Option("--drop-invalid", help="Skip rows with an empty text or label instead of stopping.")
-    ] = None,
+    metric: MetricOption = None,
+    drop_invalid: DropInvalidOption = None,
     overwrite: Annotated[
         bool | None, typer.Option("--overwrite", help="Replace a non-empty --output directory.")
     ] = None,
     resume: Annotated[
         bool | None, typer.Option("--resume", help="Continue the stopped run in --output from its last checkpoint.")
     ] = None,
-    save_every: Annotated[
-        int | None, typer.Option(help="Checkpoint every N optimizer steps \\[default: every epoch and ~10 minutes].")
-    ] = None,
-    keep_checkpoints: Annotated[
-        int | None, typer.Option(help="Checkpoints kept in --output/checkpoints \\[default: 2].")
-    ] = None,
-    skip_nonfinite: Annotated[
-        int | None, typer.Option(help="Skip up to N steps whose loss is NaN/inf (with a warning) \\[default: 0].")
-    ] = None,
+    save_every: SaveEveryOption = None,
+    keep_checkpoints: KeepCheckpointsOption = None,
+    skip_nonfinite: SkipNonfiniteOption = None,
     trust_remote_code: TrustRemoteCode = None,
-    class_weights: Annotated[
-        str | None,
-        typer.Option(help="Loss weight per label: `auto` (inverse frequency) or W1,W2,... in label order."),
-    ] = None,
-    metric_for_best: Annotated[
-        str | None, typer.Option(help="Validation metric that picks the best epoch \\[default: the task's].")
-    ] = None,
-    multi_label: Annotated[
-        bool | None,
-        typer.Option("--multi-label", help="Several labels per row, joined by --label-separator; one sigmoid each."),
-    ] = None,
-    label_separator: Annotated[
-        str | None, typer.Option(help="Separator of a multi-label cell's labels \\[default: |].")
-    ] = None,
+    class_weights: ClassWeightsOption = None,
+    metric_for_best: MetricForBestOption = None,
+    multi_label: MultiLabelOption = None,
+    label_separator: LabelSeparatorOption = None,
     threshold: ThresholdOption = None,
     long_text: LongTextOption = None,
     stride: StrideOption = None,
-    report_to: Annotated[
-        str | None,
-        typer.Option(help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow (logs in OUTPUT/logs)."),
-    ] = None,
-    recipe: Annotated[
-        str | None,
-        typer.Option(
-            help="Published settings for the task (GLUE: roberta-base, roberta-large); --config and flags win."
-        ),
-    ] = None,
+    report_to: ReportToOption = None,
+    recipe: RecipeOption = None,
     seeds: Annotated[
         str | None,
         typer.Option(help="Train once per seed (e.g. 1,2,3,4,5) into DIR/seed-N; summary in DIR/seeds.json."),
@@ -404,6 +430,139 @@ def _train_seeds(settings, seeds: str, *, seed_given: bool, json_output: bool) -
         from rich.console import Console
 
         Console().print(seeds_table(result))
+
+
+class Pruner(str, Enum):
+    median = "median"
+    successive_halving = "successive-halving"
+    none = "none"
+
+
+@app.command()
+def tune(
+    data: Annotated[
+        str, typer.Argument(help="Training data: a .csv/.tsv/.jsonl file, or a task dataset (e.g. glue/rte).")
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Directory of the study: trials/NNN, best (the best model), tune.json, pictures."
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Finished trials the study should hold (re-run to continue) \\[default: the grid's size, else 20]."
+        ),
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help="Start no new trial after this long: 90m, 2h, 1h30m or seconds.")
+    ] = None,
+    space: Annotated[
+        str | None,
+        typer.Option(
+            help="What to search: roberta-paper (lr x batch x 5 seeds), wide, or FILE.toml of ranges \\[default: wide]."
+        ),
+    ] = None,
+    pruner: Annotated[
+        Pruner | None,
+        typer.Option(help="How hopeless trials stop early, on each epoch's validation metric \\[default: median]."),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna database URL shared by several processes or machines (e.g. postgresql://...) "
+            "\\[default: a SQLite file in --output]."
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="Name of the study in --storage \\[default: roberta-ft].")
+    ] = None,
+    sampler_seed: Annotated[
+        int | None, typer.Option(help="Seed of the sampler, for a repeatable single-process search.")
+    ] = None,
+    overwrite: Annotated[
+        bool | None, typer.Option("--overwrite", help="Start a new study: clear --output (and the study in --storage).")
+    ] = None,
+    model: ModelOption = None,
+    task: TaskOption = None,
+    validation: ValidationOption = None,
+    validation_split: ValidationSplitOption = None,
+    text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None,
+    label_column: LabelColumn = None,
+    format: FormatOption = None,
+    encoding: EncodingOption = None,
+    data_dir: DataDir = None,
+    epochs: EpochsOption = None,
+    batch_size: BatchSizeOption = None,
+    learning_rate: LearningRateOption = None,
+    max_length: MaxLength = None,
+    warmup_ratio: WarmupRatioOption = None,
+    weight_decay: WeightDecayOption = None,
+    gradient_accumulation: GradientAccumulationOption = None,
+    early_stopping_patience: EarlyStoppingPatienceOption = None,
+    seed: SeedOption = None,
+    split_seed: SplitSeedOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    metric: MetricOption = None,
+    drop_invalid: DropInvalidOption = None,
+    save_every: SaveEveryOption = None,
+    keep_checkpoints: KeepCheckpointsOption = None,
+    skip_nonfinite: SkipNonfiniteOption = None,
+    trust_remote_code: TrustRemoteCode = None,
+    class_weights: ClassWeightsOption = None,
+    metric_for_best: MetricForBestOption = None,
+    multi_label: MultiLabelOption = None,
+    label_separator: LabelSeparatorOption = None,
+    threshold: ThresholdOption = None,
+    long_text: LongTextOption = None,
+    stride: StrideOption = None,
+    report_to: ReportToOption = None,
+    recipe: RecipeOption = None,
+    config: ConfigFile = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Search hyperparameters: many training runs on DATA, the hopeless ones stopped early (Optuna).
+
+    A training option given is fixed; the space searches the others. Re-running the same command
+    continues the study. See docs/tuning.md.
+    """
+    search = {
+        "trials": trials,
+        "space": space,
+        "pruner": pruner,
+        "storage": storage,
+        "study_name": study_name,
+        "sampler_seed": sampler_seed,
+        "overwrite": overwrite,
+    }
+    flags = {k: v for k, v in locals().items() if k not in ("config", "json_output", "timeout", "search", *search)}
+    _setup()
+    from roberta_ft.config import TrainConfig, TuneConfig, parse_duration
+
+    values = _run(_settings, config, flags)
+    if not values.get("output"):
+        _fail("no output directory given (pass --output DIR)", 2)
+    train_settings = _run(TrainConfig.from_dict, values, source=str(config) if config else "the options")
+    chosen = {k: (v.value if isinstance(v, Enum) else v) for k, v in search.items() if v is not None}
+    if timeout is not None:
+        chosen["timeout"] = _run(parse_duration, timeout)
+    settings = TuneConfig(train=train_settings, **chosen)
+    _run(settings.validate)
+    from roberta_ft.console import RichProgress, tune_table
+    from roberta_ft.tune import tune as run_tune
+
+    progress = None if State.quiet or json_output or not sys.stderr.isatty() else RichProgress
+    with _keep_stdout_for_json(json_output):
+        result = _run(run_tune, settings, progress=progress).to_dict()
+    if json_output:
+        _print_json(result)
+    else:  # the trials are the command's result: shown even with --quiet, like the seeds table
+        from rich.console import Console
+
+        Console().print(tune_table(result))
 
 
 @app.command("eval")

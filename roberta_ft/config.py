@@ -150,6 +150,7 @@ class TrainConfig(_Settings):
     max_grad_norm: float | None = None  # 0: no clipping
     eval_batch_size: int | None = None
     seed: int | None = None
+    split_seed: int | None = None  # the held-out validation rows (no --validation); None: --seed
     early_stopping_patience: int | None = None  # None: never stop early
     device: str | None = None
     precision: str | None = None
@@ -255,8 +256,13 @@ class TrainConfig(_Settings):
                 f"--batch-size {self.batch_size} is not a multiple of --gradient-accumulation {self.gradient_accumulation}",
                 "the batch size counts samples per optimizer step; make it a multiple",
             )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}", "pass e.g. --seed 42")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if (value is not None or name == "seed") and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0
+            ):
+                flag = f"--{name.replace('_', '-')}"
+                raise ConfigError(f"{flag} must be a non-negative integer, got {value!r}", f"pass e.g. {flag} 42")
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
         if not self.output:
@@ -387,6 +393,108 @@ class ServeConfig(_Settings):
     def is_local(self) -> bool:
         """Whether the service is reachable from this machine only."""
         return self.host in LOCAL_HOSTS
+
+
+# `roberta-ft tune`: the named search spaces (search_space.py) and the pruners that stop hopeless trials.
+TUNE_SPACES = ("roberta-paper", "wide")
+PRUNERS = ("median", "successive-halving", "none")
+# Trials of a study whose space is not a grid, when --trials is not given.
+TUNE_TRIALS = 20
+
+
+@dataclass(frozen=True)
+class TuneConfig(_Settings):
+    """A hyperparameter search: the training settings every trial starts from, and how to search.
+
+    ``train.output`` is the study's directory (DIR/trials/NNN, DIR/best, DIR/tune.json). Settings given
+    in ``train`` (not None) are fixed: the space searches the others.
+    """
+
+    train: TrainConfig
+    trials: int | None = None  # finished trials the study should hold; None: the grid's size, else TUNE_TRIALS
+    timeout: float | None = None  # seconds after which no new trial starts (the running one finishes)
+    space: str = "wide"  # roberta-paper | wide | a .toml file
+    storage: str | None = None  # an Optuna RDB URL; None: a SQLite file in the output directory
+    study_name: str = "roberta-ft"
+    pruner: str = "median"
+    sampler_seed: int | None = None  # None: a fresh random search each process
+    overwrite: bool = False  # start a new study: clear the output directory (and the study in --storage)
+
+    @property
+    def output(self) -> str:
+        return self.train.output
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "settings") -> TuneConfig:
+        values = dict(values)
+        train = values.pop("train", None)
+        if not isinstance(train, dict):
+            raise ConfigError(f"no training settings in {source}", "give a 'train' table with at least data and output")
+        known = [name for name in cls.field_names() if name != "train"]
+        for key in values:
+            if key not in known:
+                raise ConfigError(
+                    f"unknown tune setting {key!r} in {source}", f"{_closest_key(key, known)}known: {', '.join(known)}"
+                )
+        return cls(train=TrainConfig.from_dict(train, source=source), **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"},
+            "train": self.train.to_dict(),
+        }
+
+    def validate(self) -> None:
+        _check_positive("trials", self.trials, allow_none=True, integer=True)
+        _check_positive("timeout", self.timeout, allow_none=True)
+        _check_choice("pruner", self.pruner, PRUNERS)
+        if self.space not in TUNE_SPACES and not str(self.space).lower().endswith(".toml"):
+            raise ConfigError(
+                f"--space {self.space!r} is neither a named space nor a .toml file",
+                f"use one of {', '.join(TUNE_SPACES)}, or a FILE.toml of ranges (see docs/tuning.md)",
+            )
+        if self.storage is not None and "://" not in self.storage:
+            raise ConfigError(
+                f"--storage {self.storage!r} is not a database URL",
+                "pass e.g. sqlite:///study.db or postgresql://user:password@host/database",
+            )
+        if not self.study_name or not str(self.study_name).strip():
+            raise ConfigError("--study-name must not be empty", "pass e.g. --study-name sst2-wide")
+        seed = self.sampler_seed
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            raise ConfigError(
+                f"--sampler-seed must be a non-negative integer, got {seed!r}", "pass e.g. --sampler-seed 0"
+            )
+        if not self.train.output:
+            raise ConfigError("no output directory given", "pass --output DIR")
+        if self.train.resume:
+            raise ConfigError(
+                "tune has no --resume: re-running the same command continues its study",
+                "drop --resume (pass --overwrite to start a new study instead)",
+            )
+        if self.train.overwrite:
+            raise ConfigError(
+                "overwrite is tune's own setting, not the trials'",
+                "pass --overwrite (TuneConfig(overwrite=True)) to start a new study",
+            )
+
+
+def parse_duration(text: str | float | int) -> float:
+    """ "90s", "30m", "2h", "1h30m" or a number of seconds -> seconds."""
+    import re
+
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        spec = str(text).strip().lower().replace(" ", "")
+        parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", spec)
+        if not spec or parts is None or not any(parts.groups()):
+            raise ConfigError(f"--timeout {text!r} is not a duration", "pass e.g. --timeout 2h, 90m, 1h30m or 3600")
+        hours, minutes, seconds = (float(part) if part else 0.0 for part in parts.groups())
+        value = hours * 3600 + minutes * 60 + seconds
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--timeout must be a positive duration, got {text!r}", "pass e.g. --timeout 2h")
+    return value
 
 
 def _check_runtime(settings) -> None:

@@ -76,6 +76,7 @@ def quiet_libraries(verbose: bool) -> None:
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
     logging.getLogger("accelerate").setLevel(logging.ERROR)
+    logging.getLogger("optuna").setLevel(logging.ERROR)  # tune logs each trial itself
 
 
 class RichProgress:
@@ -200,3 +201,41 @@ def glue_table(report: dict[str, Any]) -> Table:
     table.add_section()
     table.add_row("average", "", f"{report['glue_average']:.1f}", style="bold")
     return table
+
+
+def tune_table(result: dict[str, Any]) -> Table:
+    """One row per trial: its settings, value, state, epochs and time; the best trial starred."""
+    metric = result["metric"]
+    counts = result["counts"]
+    title = (
+        f"{result['study']} · {metric} ({result['direction']}) · {counts['complete']} complete, "
+        f"{counts['pruned']} pruned, {counts['failed']} failed · {result['epochs_run']} epochs"
+    )
+    table = Table(title=title, title_justify="left")
+    names = list(result["space"]["parameters"])
+    # Folded, not cut: a narrow terminal still shows every name and number whole.
+    table.add_column("trial", justify="right", overflow="fold")
+    for name in names:
+        table.add_column(name, justify="right", overflow="fold")
+    for column in (metric, "state", "epochs", "seconds"):
+        table.add_column(column, justify="left" if column == "state" else "right", overflow="fold")
+    table.add_column("reason", overflow="fold")
+    best = (result.get("best") or {}).get("number")
+    for trial in result["trials"]:
+        params = trial["params"]
+        table.add_row(
+            f"{trial['number']}{' *' if trial['number'] == best else ''}",
+            *(_shown(params.get(name)) for name in names),
+            "" if trial["value"] is None else f"{trial['value']:.4f}",
+            trial["state"],
+            str(trial["epochs"]),
+            "" if trial["seconds"] is None else f"{trial['seconds']:.1f}",
+            trial["reason"] or "",
+        )
+    return table
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -41,3 +41,17 @@ class TrainingError(RobertaFtError):
     """Training cannot continue (for example a non-finite loss)."""
 
     exit_code = 1
+
+
+class RunStopped(RobertaFtError):
+    """A run stopped on purpose by its caller (e.g. a hyperparameter search pruning it), not a failure.
+
+    Raised from a progress callback at the end of an epoch, after the best model so far is saved:
+    `train` records ``status`` (e.g. "pruned") in run_config.json and re-raises it.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, status: str = "stopped") -> None:
+        self.status = status
+        super().__init__(message)

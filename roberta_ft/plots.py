@@ -121,3 +121,33 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], pat
     _save(figure, path)
     plt.close(figure)
     return Path(path)
+
+
+def _study_figure(draw, study, path: Path) -> Path:
+    """An optuna.visualization.matplotlib drawing of `study`, saved as a PNG."""
+    import warnings
+
+    plt = _pyplot()  # the headless backend, before Optuna imports pyplot
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib drawings experimental
+        axes = draw(study)
+    figure = axes.figure
+    try:
+        _save(figure, path)
+    finally:
+        plt.close(figure)
+    return path
+
+
+def optimization_history(study, path: Path) -> Path:
+    """Each trial's value and the best so far, trial by trial."""
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    return _study_figure(plot_optimization_history, study, path)
+
+
+def param_importances(study, path: Path) -> Path:
+    """How much each searched setting explains of the values (fANOVA on the complete trials)."""
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    return _study_figure(plot_param_importances, study, path)

@@ -121,6 +121,28 @@ def write_training_curves(output: Path, metrics: dict[str, Any]) -> None:
         _draw(lambda plots: plots.training_curves(metrics, output / TRAINING_CURVES), output / TRAINING_CURVES)
 
 
+OPTIMIZATION_HISTORY = "optimization_history.png"
+PARAM_IMPORTANCES = "param_importances.png"
+
+
+def write_study_pictures(output: Path, study) -> list[str]:
+    """A study's optimization history and parameter importances (Optuna's matplotlib drawings), best effort."""
+    from optuna.trial import TrialState
+
+    written = []
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if complete and _draw(
+        lambda plots: plots.optimization_history(study, output / OPTIMIZATION_HISTORY), output / OPTIMIZATION_HISTORY
+    ):
+        written.append(OPTIMIZATION_HISTORY)
+    # Importances need two complete trials that differ in some searched setting.
+    if len({json.dumps(trial.params, sort_keys=True) for trial in complete}) >= 2 and _draw(
+        lambda plots: plots.param_importances(study, output / PARAM_IMPORTANCES), output / PARAM_IMPORTANCES
+    ):
+        written.append(PARAM_IMPORTANCES)
+    return written
+
+
 def read_validation_report(output: Path) -> dict[str, Any] | None:
     path = Path(output) / VALIDATION_REPORT
     try:

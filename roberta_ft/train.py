@@ -19,7 +19,7 @@ from roberta_ft.config import TrainConfig
 from roberta_ft.data.files import is_file_source
 from roberta_ft.data.sources import FILE_OPTIONS, load_source, stratified_split, subsample
 from roberta_ft.data.tokens import Encoded, encode_dataset
-from roberta_ft.errors import ConfigError, TrainingError
+from roberta_ft.errors import ConfigError, RunStopped, TrainingError
 from roberta_ft.registry import Task, get_task
 
 logger = logging.getLogger(__name__)
@@ -159,6 +159,11 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
             run_config.update(status="stopped", error=error.one_line())
             artifacts.write_json(output / artifacts.RUN_CONFIG, run_config)
         raise
+    except RunStopped as stop:  # stopped by the caller (a search pruning the run): the best model so far is saved
+        if accelerator.is_main_process:
+            run_config.update(status=stop.status, stopped=stop.one_line())
+            artifacts.write_json(output / artifacts.RUN_CONFIG, run_config)
+        raise
 
     # --- results: metrics.json, run_config.json complete, pictures, the model card --------------------
     metrics = {
@@ -194,10 +199,11 @@ def _read_data(config: TrainConfig, task: Task, kind: type[problems.Problem]) ->
         validation_set = load_source(config.data, "validation", task, **options)
         data = _Data(train_set, validation_set, f"{task.name} {task.splits.get('validation', 'validation')}")
     else:
+        split_seed = config.seed if config.split_seed is None else config.split_seed
         train_set, validation_set = stratified_split(
-            train_set, config.validation_split, config.seed, stratify=kind.stratify
+            train_set, config.validation_split, split_seed, stratify=kind.stratify
         )
-        source = f"{config.validation_split:.0%} of {config.data} (stratified, seed {config.seed})"
+        source = f"{config.validation_split:.0%} of {config.data} (stratified, seed {split_seed})"
         logger.info("No --validation file: holding out %s = %d rows for validation", source, len(validation_set))
         data = _Data(train_set, validation_set, source)
     if config.max_eval_samples is not None and len(data.validation) > config.max_eval_samples:

@@ -21,10 +21,10 @@ from tests.conftest import write_reviews
 PACKAGE = Path(roberta_ft.__file__).resolve().parent
 TASKS_PACKAGE = PACKAGE.parent / "tasks"
 # The commands: what the CLI calls. Nothing below them imports them; they may compose each other
-# (seeds trains once per seed, glue-report evaluates once per task).
-COMMANDS = {"train", "evaluate", "predict", "seeds", "glue_report", "export", "serve"}
+# (seeds trains once per seed, tune once per trial, glue-report evaluates once per task).
+COMMANDS = {"train", "evaluate", "predict", "seeds", "glue_report", "export", "serve", "tune"}
 ENTRY = {"cli", "cli_docs", "__main__"}  # the CLI itself
-COMPOSITIONS = {("seeds", "train"), ("glue_report", "evaluate")}
+COMPOSITIONS = {("seeds", "train"), ("glue_report", "evaluate"), ("tune", "train")}
 
 
 def _module_files() -> dict[str, Path]:
