@@ -648,7 +648,7 @@ def serve(config: ServeConfig) -> None:
     _require_extra()
     import uvicorn
 
-    model_dir = artifacts.check_model_dir(config.model_dir)
+    model_dir = artifacts.check_model_dir(config.model_dir, weights=config.backend == "torch")
     address = url(config.host, config.port)
     if not config.is_local:
         logger.warning(

@@ -336,3 +336,22 @@ def test_the_light_tokenizer_gives_transformers_tokens(models, which):
         assert a[0] == b[0] and a[1] == b[1] and a[3] == b[3], strategy
         assert (a[2] is None and b[2] is None) or np.array_equal(a[2], b[2])
     assert (hf.pad_token_id, hf.model_max_length) == (light.pad_token_id, light.model_max_length)
+
+
+def test_serve_through_the_onnx_backend(models, tmp_path):
+    """`serve --backend onnx` on a folder exported without the torch weights answers predict's rows."""
+    pytest.importorskip("fastapi")
+    from roberta_ft.export import export
+    from tests.test_serve import Server, predict_rows
+
+    deploy = tmp_path / "deploy"
+    export(ExportConfig(model_dir=str(models["single"]), output=str(deploy)))
+    server = Server(deploy, tmp_path / "server.log", "--backend", "onnx")
+    try:
+        texts = [review(random.Random(3), "pos"), review(random.Random(4), "neg"), "a"]
+        answer = server.post({"texts": texts, "top_k": 2})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == predict_rows(deploy, texts, tmp_path, backend="onnx", top_k=2)
+        assert server.info()["backend"] == "onnx" and "model.onnx (fp32)" in server.info()["runtime"]
+    finally:
+        server.stop()
