@@ -172,6 +172,45 @@ def test_export_round_trip_and_int8(models, tmp_path):
     assert agree >= 0.9  # int8 keeps the labels of a clearly separable task
 
 
+def test_int8_keeps_the_residual_projections_in_fp32_and_int8_full_does_not(models, tmp_path):
+    import onnx
+
+    from roberta_ft.export import export
+
+    model = models["single"]
+    layers = json.loads((model / "config.json").read_text())["num_hidden_layers"]
+    record = json.loads((model / "onnx_export.json").read_text())
+    kept = record["kept_fp32"]
+    # Per layer: the attention output and the feed-forward output projection.
+    assert len(kept) == 2 * layers and "kept in fp32" in record["quantization"]
+
+    def float_matmuls(path: Path) -> set[str]:
+        return {node.name for node in onnx.load(str(path)).graph.node if node.op_type == "MatMul"}
+
+    assert set(kept) <= float_matmuls(model / "model_quantized.onnx")
+    full = tmp_path / "full"
+    export(ExportConfig(model_dir=str(model), output=str(full), quantize="int8-full"))
+    record = json.loads((full / "onnx_export.json").read_text())
+    assert record["kept_fp32"] == [] and "kept in fp32" not in record["quantization"]
+    assert not set(kept) & float_matmuls(full / "model_quantized.onnx")
+    texts = _texts(tmp_path / "in.txt", "single")
+    from roberta_ft.predict import predict
+
+    for directory, name in ((model, "kept"), (full, "full")):
+        predict(
+            PredictConfig(
+                model_dir=str(directory), input=str(texts), output=str(tmp_path / f"{name}.jsonl"), backend="onnx"
+            )
+        )
+    agree = np.mean(
+        [
+            a.get("label") == b.get("label")
+            for a, b in zip(_rows(tmp_path / "kept.jsonl"), _rows(tmp_path / "full.jsonl"))
+        ]
+    )
+    assert agree >= 0.9
+
+
 def test_export_to_another_folder_makes_a_model_dir_for_the_onnx_backend(models, tmp_path):
     from roberta_ft.export import export
     from roberta_ft.predict import predict
