@@ -205,7 +205,7 @@ def test_int8_keeps_the_residual_projections_in_fp32_and_int8_full_does_not(mode
     agree = np.mean(
         [
             a.get("label") == b.get("label")
-            for a, b in zip(_rows(tmp_path / "kept.jsonl"), _rows(tmp_path / "full.jsonl"))
+            for a, b in zip(_rows(tmp_path / "kept.jsonl"), _rows(tmp_path / "full.jsonl"), strict=True)
         ]
     )
     assert agree >= 0.9
