@@ -785,6 +785,113 @@ def serve(
     _run(run_service, settings)
 
 
+class PretrainRecipe(str, Enum):
+    tapt = "tapt"
+    dapt = "dapt"
+
+
+@app.command()
+def pretrain(
+    corpus: Annotated[
+        str,
+        typer.Argument(
+            help="Unlabelled text: a .txt file (one document per line), a folder or glob of .txt files, "
+            "or a CSV/TSV/JSONL file (its --text-column)."
+        ),
+    ],
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Directory for the masked-LM model.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to continue pretraining (id or directory), or 'tiny': a small RoBERTa from scratch with a "
+            "tokenizer trained on the corpus \\[default: roberta-base]."
+        ),
+    ] = None,
+    recipe: Annotated[
+        PretrainRecipe | None,
+        typer.Option(
+            help="Published settings: tapt (100 epochs, batch 256, lr 1e-4) or dapt (12,500 steps, batch 2048, "
+            "lr 5e-4) \\[default: batch 256, 10 epochs, lr 1e-4; 1e-3 with --model tiny]."
+        ),
+    ] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="CSV/TSV/JSONL corpora: the column of texts \\[default: text].")
+    ] = None,
+    format: FormatOption = None,
+    encoding: EncodingOption = None,
+    blank_line_documents: Annotated[
+        bool | None,
+        typer.Option("--blank-line-documents", help=".txt corpora: documents are paragraphs between blank lines."),
+    ] = None,
+    validation_split: Annotated[
+        float | None, typer.Option(help="Share of the documents held out for the masked-LM loss \\[default: 0.05].")
+    ] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens per block \\[default: 512].")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Sequences per optimizer step (through accumulation) \\[default: 256].")
+    ] = None,
+    micro_batch_size: Annotated[
+        int | None, typer.Option(help="Sequences per forward pass \\[default: 8192 tokens' worth on a CPU].")
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Peak learning rate \\[default: from the recipe].")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the corpus \\[default: 10].")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps (overrides --epochs).")] = None,
+    warmup_ratio: WarmupRatioOption = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay \\[default: 0.01].")] = None,
+    mlm_probability: Annotated[float | None, typer.Option(help="Share of tokens masked \\[default: 0.15].")] = None,
+    vocab_size: Annotated[
+        int | None, typer.Option(help="--model tiny: the tokenizer's vocabulary \\[default: 8192].")
+    ] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps instead of every epoch.")] = None,
+    seed: SeedOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    overwrite: Annotated[
+        bool | None, typer.Option("--overwrite", help="Replace a non-empty --output directory.")
+    ] = None,
+    resume: Annotated[
+        bool | None, typer.Option("--resume", help="Continue the stopped run in --output from its last checkpoint.")
+    ] = None,
+    save_every: SaveEveryOption = None,
+    keep_checkpoints: KeepCheckpointsOption = None,
+    skip_nonfinite: SkipNonfiniteOption = None,
+    trust_remote_code: TrustRemoteCode = None,
+    config: ConfigFile = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Pretrain a masked LM on unlabelled text (RoBERTa's recipe; DAPT/TAPT), for `train --model DIR`."""
+    flags = {k: v for k, v in locals().items() if k not in ("config", "json_output")}
+    _setup()
+    from roberta_ft.config import PretrainConfig
+
+    values = _run(_settings, config, flags)
+    if not values.get("output"):
+        _fail("no output directory given (pass --output DIR)", 2)
+    settings = _run(PretrainConfig.from_dict, values, source=str(config) if config else "the options")
+    from roberta_ft.console import RichProgress, is_main_process
+    from roberta_ft.pretrain import pretrain as run_pretraining
+
+    main_process = is_main_process()
+    show_progress = main_process and not (State.quiet or json_output) and sys.stderr.isatty()
+    with _keep_stdout_for_json(json_output):
+        result = _run(run_pretraining, settings, progress=RichProgress() if show_progress else None)
+    if not main_process:
+        return
+    if json_output:
+        _print_json(result.to_dict())
+    elif not State.quiet:
+        from roberta_ft.console import stderr
+
+        best = result.metrics["best"]
+        stderr.print(
+            f"Best epoch {best['epoch']}: validation loss {best['eval_loss']:.4f}, perplexity {best['perplexity']:.1f}, "
+            f"{result.metrics['train_tokens_per_second']:.0f} tokens/s. Model: {result.output_dir}",
+            highlight=False,
+        )
+
+
 @app.command("glue-report")
 def glue_report(
     model_dirs: Annotated[list[str], typer.Argument(help="Model directories trained on GLUE tasks, one per task.")],

@@ -349,6 +349,129 @@ class ExportConfig(_Settings):
         _check_choice("quantize", self.quantize, ("int8", "int8-full", "none"))
 
 
+# `roberta-ft pretrain --recipe`: the published settings (docs/pretraining.md). Without a recipe: RoBERTa's
+# optimizer and masking with a TAPT-sized batch, 10 epochs (PRETRAIN_DEFAULTS).
+PRETRAIN_RECIPES = {
+    # Gururangan et al. 2020, task-adaptive pretraining: 100 epochs over the task's own texts.
+    "tapt": {"epochs": 100, "batch_size": 256, "learning_rate": 1e-4, "warmup_ratio": 0.06},
+    # Domain-adaptive pretraining: 12.5k steps of 2,048 sequences on the domain's corpus.
+    "dapt": {"max_steps": 12500, "batch_size": 2048, "learning_rate": 5e-4, "warmup_ratio": 0.06},
+}
+PRETRAIN_DEFAULTS = {"epochs": 10, "batch_size": 256, "warmup_ratio": 0.06}
+PRETRAIN_LEARNING_RATE = {"pretrained": 1e-4, "tiny": 1e-3}  # without a recipe or --learning-rate
+MICRO_BATCH_TOKENS = {"cpu": 8192, "cuda": 32768, "mps": 8192}  # tokens per forward pass when not given
+
+
+@dataclass(frozen=True)
+class PretrainConfig(_Settings):
+    """`roberta-ft pretrain`: masked-LM pretraining on a corpus (roberta_ft/pretrain.py). None: from the recipe."""
+
+    corpus: str
+    output: str
+    model: str = "roberta-base"  # a model id or directory to continue from, or "tiny": a small RoBERTa from scratch
+    recipe: str | None = None  # tapt | dapt (PRETRAIN_RECIPES); None: PRETRAIN_DEFAULTS
+    text_column: str | None = None  # CSV/TSV/JSONL corpora; None: the "text" column
+    format: str | None = None
+    encoding: str = "utf-8"
+    blank_line_documents: bool = False  # .txt: documents are paragraphs separated by blank lines
+    validation_split: float = 0.05  # a seeded share of the documents held out for the masked-LM loss
+    max_length: int = 512  # tokens per block
+    batch_size: int | None = None  # sequences per optimizer step, over processes and accumulation
+    micro_batch_size: int | None = None  # sequences per forward pass; None: MICRO_BATCH_TOKENS // max_length
+    learning_rate: float | None = None
+    epochs: int | None = None
+    max_steps: int | None = None  # the steps decide instead of the epochs
+    warmup_ratio: float | None = None
+    weight_decay: float = 0.01
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    adam_epsilon: float = 1e-6
+    max_grad_norm: float = 1.0
+    mlm_probability: float = 0.15
+    seed: int = 42
+    device: str = "auto"
+    precision: str = "auto"
+    eval_every: int | None = None  # evaluate every N optimizer steps instead of every epoch
+    eval_batch_size: int | None = None  # None: the micro-batch size
+    save_every: int | None = None  # optimizer steps between checkpoints; None: every epoch and every ~10 minutes
+    keep_checkpoints: int = 2
+    skip_nonfinite: int = 0
+    overwrite: bool = False
+    resume: bool = False
+    vocab_size: int = 8192  # --model tiny: the BPE vocabulary trained on the corpus
+    trust_remote_code: bool = False
+    sparse_head: bool = True  # the LM head only at masked positions (masking.py); False: on every position
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.model == "tiny"
+
+    def resolved(self) -> PretrainConfig:
+        """Every None filled: PRETRAIN_DEFAULTS < the --recipe < what was given."""
+        if self.recipe is not None:
+            _check_choice("recipe", self.recipe, tuple(PRETRAIN_RECIPES))
+        given = {key: value for key, value in self.to_dict().items() if value is not None}
+        recipe = PRETRAIN_RECIPES.get(self.recipe, {}) if self.recipe else {}
+        learning_rate = PRETRAIN_LEARNING_RATE["tiny" if self.is_tiny else "pretrained"]
+        values = {**PRETRAIN_DEFAULTS, "learning_rate": learning_rate, **recipe, **given}
+        if values.get("max_steps") is not None and "epochs" not in given:
+            values["epochs"] = 1  # the steps decide; the loop runs as many epochs as they need
+        config = PretrainConfig.from_dict(values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        from roberta_ft.runtime import DEVICES, PRECISIONS
+
+        for name in ("learning_rate", "adam_epsilon"):
+            _check_positive(name, getattr(self, name))
+        for name in ("epochs", "batch_size", "max_length", "keep_checkpoints", "vocab_size"):
+            _check_positive(name, getattr(self, name), integer=True)
+        for name in ("micro_batch_size", "max_steps", "eval_every", "eval_batch_size", "save_every"):
+            _check_positive(name, getattr(self, name), allow_none=True, integer=True)
+        if self.max_length < 16:
+            raise ConfigError(f"--max-length must be at least 16, got {self.max_length}", "pass e.g. --max-length 512")
+        if self.is_tiny:
+            from roberta_ft.modeling import TINY_MAX_LENGTH
+
+            if self.max_length > TINY_MAX_LENGTH:
+                raise ConfigError(
+                    f"--max-length {self.max_length} is more than model 'tiny' supports ({TINY_MAX_LENGTH} tokens)",
+                    f"pass --max-length {TINY_MAX_LENGTH} or less",
+                )
+            if self.vocab_size < 300:
+                raise ConfigError(
+                    f"--vocab-size {self.vocab_size} is too small for a byte-level BPE",
+                    "pass --vocab-size 1000 or more",
+                )
+        if not 0 < self.validation_split < 1:
+            raise ConfigError(
+                f"--validation-split must be between 0 and 1, got {self.validation_split!r}", "pass e.g. 0.05"
+            )
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(
+                f"--mlm-probability must be between 0 and 1, got {self.mlm_probability!r}", "pass e.g. 0.15"
+            )
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio!r}", "pass e.g. 0.06")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ConfigError("--weight-decay and --max-grad-norm must be >= 0", "pass e.g. 0.01 and 1.0")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}", "e.g. [0.9, 0.98]")
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} is not a multiple of --micro-batch-size {self.micro_batch_size}",
+                "the batch size counts sequences per optimizer step; make it a multiple",
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}", "pass e.g. --seed 42")
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other", "pass one of them, not both")
+        if not self.output:
+            raise ConfigError("no output directory given", "pass --output DIR")
+
+
 # The addresses `serve` binds without a warning: this machine only.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 

