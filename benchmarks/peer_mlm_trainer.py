@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> dict:
             per_device_train_batch_size=args.batch_size,
             max_steps=args.steps,
             learning_rate=args.lr,
-            warmup_ratio=0.06,
+            warmup_steps=max(1, round(0.06 * args.steps)),
             weight_decay=0.01,
             adam_beta2=0.98,
             adam_epsilon=1e-6,
