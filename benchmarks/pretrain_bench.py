@@ -70,6 +70,12 @@ def _distilroberta_mlm(shared: Path, work: Path) -> Path:
     return target
 
 
+def _shape_args(args) -> list[str]:
+    """The run's size, the same for ours and the peer."""
+    return ["--steps", str(args.steps), "--block-size", str(args.block_size), "--batch-size", str(args.batch_size),
+            "--precision", args.precision]  # fmt: skip
+
+
 def _ours_command(model: Path, corpus: Path, output: Path, args, sparse: bool = True) -> list[str]:
     return [
         sys.executable,
@@ -81,14 +87,7 @@ def _ours_command(model: Path, corpus: Path, output: Path, args, sparse: bool = 
         str(corpus),
         "--output",
         str(output),
-        "--steps",
-        str(args.steps),
-        "--block-size",
-        str(args.block_size),
-        "--batch-size",
-        str(args.batch_size),
-        "--precision",
-        args.precision,
+        *_shape_args(args),
         *([] if sparse else ["--dense-head"]),
     ]
 
@@ -176,14 +175,7 @@ def speed(args, lever: bool) -> dict:
         str(model),
         "--corpus",
         str(corpus),
-        "--steps",
-        str(args.steps),
-        "--block-size",
-        str(args.block_size),
-        "--batch-size",
-        str(args.batch_size),
-        "--precision",
-        args.precision,
+        *_shape_args(args),
     ]
     arms = {"ours": _ours_command(model, corpus, work / "ours", args)}
     if lever:

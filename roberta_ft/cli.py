@@ -190,6 +190,10 @@ SaveEveryOption = Annotated[
 KeepCheckpointsOption = Annotated[
     int | None, typer.Option(help="Checkpoints kept in --output/checkpoints \\[default: 2].")
 ]
+OverwriteOption = Annotated[bool | None, typer.Option("--overwrite", help="Replace a non-empty --output directory.")]
+ResumeOption = Annotated[
+    bool | None, typer.Option("--resume", help="Continue the stopped run in --output from its last checkpoint.")
+]
 SkipNonfiniteOption = Annotated[
     int | None, typer.Option(help="Skip up to N steps whose loss is NaN/inf (with a warning) \\[default: 0].")
 ]
@@ -338,12 +342,8 @@ def train(
     precision: PrecisionOption = None,
     metric: MetricOption = None,
     drop_invalid: DropInvalidOption = None,
-    overwrite: Annotated[
-        bool | None, typer.Option("--overwrite", help="Replace a non-empty --output directory.")
-    ] = None,
-    resume: Annotated[
-        bool | None, typer.Option("--resume", help="Continue the stopped run in --output from its last checkpoint.")
-    ] = None,
+    overwrite: OverwriteOption = None,
+    resume: ResumeOption = None,
     save_every: SaveEveryOption = None,
     keep_checkpoints: KeepCheckpointsOption = None,
     skip_nonfinite: SkipNonfiniteOption = None,
@@ -390,20 +390,14 @@ def train(
     if print_config:
         _print_json(settings.to_dict()) if json_output else typer.echo(settings.to_json())
         return
-    from roberta_ft.console import RichProgress
     from roberta_ft.train import train as run_training
 
     if seeds is not None:
         _train_seeds(settings, seeds, seed_given=seed is not None, json_output=json_output)
         return
 
-    from roberta_ft.console import is_main_process
-
-    main_process = is_main_process()  # under torchrun / accelerate launch, rank 0 alone shows and prints
-    show_progress = main_process and not (State.quiet or json_output) and sys.stderr.isatty()
-    with _keep_stdout_for_json(json_output):
-        result = _run(run_training, settings, progress=RichProgress() if show_progress else None)
-    if not main_process:
+    result = _run_with_progress(run_training, settings, json_output)
+    if result is None:
         return
     if json_output:
         _print_json(result.to_dict())
@@ -413,6 +407,18 @@ def train(
         best = result.metrics["best"]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if isinstance(v, float) and k != "train_loss")
         stderr.print(f"Best epoch {best['epoch']}: {shown}. Model: {result.output_dir}", highlight=False)
+
+
+def _run_with_progress(function, settings, json_output: bool):
+    """A training command's run, with a progress bar on a terminal; None on the non-main processes of a
+    data-parallel run (under torchrun / accelerate launch, rank 0 alone shows and prints)."""
+    from roberta_ft.console import RichProgress, is_main_process
+
+    main_process = is_main_process()
+    show_progress = main_process and not (State.quiet or json_output) and sys.stderr.isatty()
+    with _keep_stdout_for_json(json_output):
+        result = _run(function, settings, progress=RichProgress() if show_progress else None)
+    return result if main_process else None
 
 
 def _train_seeds(settings, seeds: str, *, seed_given: bool, json_output: bool) -> None:
@@ -848,12 +854,8 @@ def pretrain(
     seed: SeedOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
-    overwrite: Annotated[
-        bool | None, typer.Option("--overwrite", help="Replace a non-empty --output directory.")
-    ] = None,
-    resume: Annotated[
-        bool | None, typer.Option("--resume", help="Continue the stopped run in --output from its last checkpoint.")
-    ] = None,
+    overwrite: OverwriteOption = None,
+    resume: ResumeOption = None,
     save_every: SaveEveryOption = None,
     keep_checkpoints: KeepCheckpointsOption = None,
     skip_nonfinite: SkipNonfiniteOption = None,
@@ -870,14 +872,10 @@ def pretrain(
     if not values.get("output"):
         _fail("no output directory given (pass --output DIR)", 2)
     settings = _run(PretrainConfig.from_dict, values, source=str(config) if config else "the options")
-    from roberta_ft.console import RichProgress, is_main_process
     from roberta_ft.pretrain import pretrain as run_pretraining
 
-    main_process = is_main_process()
-    show_progress = main_process and not (State.quiet or json_output) and sys.stderr.isatty()
-    with _keep_stdout_for_json(json_output):
-        result = _run(run_pretraining, settings, progress=RichProgress() if show_progress else None)
-    if not main_process:
+    result = _run_with_progress(run_pretraining, settings, json_output)
+    if result is None:
         return
     if json_output:
         _print_json(result.to_dict())

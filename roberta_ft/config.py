@@ -115,6 +115,23 @@ def _check_positive(name: str, value, *, allow_none: bool = False, integer: bool
         )
 
 
+def _check_skip_nonfinite(value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(
+            f"--skip-nonfinite must be a non-negative integer, got {value!r}", "pass e.g. --skip-nonfinite 3"
+        )
+
+
+def _check_tiny_length(max_length: int) -> None:
+    from roberta_ft.modeling import TINY_MAX_LENGTH
+
+    if max_length > TINY_MAX_LENGTH:
+        raise ConfigError(
+            f"--max-length {max_length} is more than model 'tiny' supports ({TINY_MAX_LENGTH} tokens)",
+            f"pass --max-length {TINY_MAX_LENGTH} or less",
+        )
+
+
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ConfigError(
@@ -224,21 +241,11 @@ class TrainConfig(_Settings):
         _check_positive("keep_checkpoints", self.keep_checkpoints, integer=True)
         for name in ("max_steps", "eval_every", "max_eval_samples", "workers"):
             _check_positive(name, getattr(self, name), allow_none=True, integer=True)
-        if not isinstance(self.skip_nonfinite, int) or isinstance(self.skip_nonfinite, bool) or self.skip_nonfinite < 0:
-            raise ConfigError(
-                f"--skip-nonfinite must be a non-negative integer, got {self.skip_nonfinite!r}",
-                "pass e.g. --skip-nonfinite 3",
-            )
+        _check_skip_nonfinite(self.skip_nonfinite)
         if self.max_length < 8:
             raise ConfigError(f"--max-length must be at least 8, got {self.max_length}", "pass e.g. --max-length 256")
         if self.is_tiny:
-            from roberta_ft.modeling import TINY_MAX_LENGTH
-
-            if self.max_length > TINY_MAX_LENGTH:
-                raise ConfigError(
-                    f"--max-length {self.max_length} is more than model 'tiny' supports ({TINY_MAX_LENGTH} tokens)",
-                    f"pass --max-length {TINY_MAX_LENGTH} or less",
-                )
+            _check_tiny_length(self.max_length)
         if not 0 < self.validation_split < 1:
             raise ConfigError(
                 f"--validation-split must be between 0 and 1, got {self.validation_split!r}", "pass e.g. 0.1"
@@ -430,14 +437,9 @@ class PretrainConfig(_Settings):
             _check_positive(name, getattr(self, name), allow_none=True, integer=True)
         if self.max_length < 16:
             raise ConfigError(f"--max-length must be at least 16, got {self.max_length}", "pass e.g. --max-length 512")
+        _check_skip_nonfinite(self.skip_nonfinite)
         if self.is_tiny:
-            from roberta_ft.modeling import TINY_MAX_LENGTH
-
-            if self.max_length > TINY_MAX_LENGTH:
-                raise ConfigError(
-                    f"--max-length {self.max_length} is more than model 'tiny' supports ({TINY_MAX_LENGTH} tokens)",
-                    f"pass --max-length {TINY_MAX_LENGTH} or less",
-                )
+            _check_tiny_length(self.max_length)
             if self.vocab_size < 300:
                 raise ConfigError(
                     f"--vocab-size {self.vocab_size} is too small for a byte-level BPE",

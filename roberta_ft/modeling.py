@@ -133,20 +133,12 @@ def build_tiny_masked_lm(
     """A small RoBERTa masked LM with random weights and a byte-level BPE tokenizer trained on `documents`
     (or the given `tokenizer`, when a run resumes)."""
     import torch
-    from transformers import AutoModelForMaskedLM, RobertaConfig
+    from transformers import AutoModelForMaskedLM
 
     if tokenizer is None:
         tokenizer = train_tiny_tokenizer(documents, vocab_size=vocab_size)
-    config = RobertaConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        type_vocab_size=1,
-        **TINY_SHAPE,
-    )
     torch.manual_seed(seed)
-    model = AutoModelForMaskedLM.from_config(config)
+    model = AutoModelForMaskedLM.from_config(_tiny_config(tokenizer))
     logger.info(
         "--model tiny: a %.1fM-parameter RoBERTa masked LM from scratch, with a %d-token byte-level BPE "
         "vocabulary trained on the corpus",
@@ -205,26 +197,32 @@ def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = TINY_VOCAB_SIZE
     return tokenizer
 
 
-def build_tiny(texts: Sequence[str], *, head: Mapping, seed: int = 42):
-    """A small RoBERTa with random weights and a tokenizer trained on `texts`: no download needed.
+def _tiny_config(tokenizer, **extra):
+    """The tiny RoBERTa's config for a tokenizer (its vocabulary and special tokens); `extra`: e.g. a head."""
+    from transformers import RobertaConfig
 
-    `head` is the classifier head's config (Problem.head()).
-    """
-    import torch
-    from transformers import AutoModelForSequenceClassification, RobertaConfig
-
-    tokenizer = train_tiny_tokenizer(texts)
-    config = RobertaConfig(
+    return RobertaConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         type_vocab_size=1,
         **TINY_SHAPE,
-        **head,
+        **extra,
     )
+
+
+def build_tiny(texts: Sequence[str], *, head: Mapping, seed: int = 42):
+    """A small RoBERTa with random weights and a tokenizer trained on `texts`: no download needed.
+
+    `head` is the classifier head's config (Problem.head()).
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = train_tiny_tokenizer(texts)
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_config(config)
+    model = AutoModelForSequenceClassification.from_config(_tiny_config(tokenizer, **head))
     logger.warning(
         "--model tiny: a %.1fM-parameter RoBERTa with random weights (NOT pretrained) and a tokenizer "
         "trained on your training texts; good for trying the toolkit, not for real accuracy",

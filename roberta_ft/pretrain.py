@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from roberta_ft import __version__, artifacts, checkpoint
-from roberta_ft.config import MICRO_BATCH_TOKENS, PretrainConfig
+from roberta_ft.config import MICRO_BATCH_TOKENS, SAVE_EVERY_SECONDS, PretrainConfig
 from roberta_ft.data.corpus import CorpusSpec, corpus_files, iter_documents, load_or_pack
 from roberta_ft.errors import ConfigError, TrainingError
 
@@ -157,7 +157,7 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
         adam_betas=tuple(config.adam_betas),
         adam_epsilon=config.adam_epsilon,
         save_every=config.save_every,
-        save_every_seconds=checkpoint_seconds(),
+        save_every_seconds=SAVE_EVERY_SECONDS,
         skip_nonfinite=config.skip_nonfinite,
         length_bucketing=False,  # blocks have one length: plain shuffled batches
         max_steps=config.max_steps,
@@ -225,12 +225,6 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
         output,
     )
     return PretrainResult(output, metrics, runtime.device, runtime.precision)
-
-
-def checkpoint_seconds() -> float:
-    from roberta_ft.config import SAVE_EVERY_SECONDS
-
-    return SAVE_EVERY_SECONDS
 
 
 def _build_model(config: PretrainConfig, spec: CorpusSpec, files, resume_from):

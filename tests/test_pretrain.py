@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +18,7 @@ from roberta_ft.cli import app
 from roberta_ft.data import corpus
 from roberta_ft.masking import Masker, SparseMaskedLM
 from tests.test_performance_features import _peak_rss_growth
+from tests.test_resume import run_and_kill, run_to_completion
 
 runner = CliRunner()
 
@@ -377,30 +374,10 @@ def _command(corpus_path: Path, output: Path) -> list[str]:
     return [sys.executable, "-m", "roberta_ft", "--quiet", *_pretrain_args(corpus_path, output, "--save-every", "3")]
 
 
-def _environment() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "HF_HUB_OFFLINE": "1"}
-
-
 def test_killed_and_resumed_pretraining_equals_the_uninterrupted_run(corpus_file, tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    finished = subprocess.run(
-        _command(corpus_file, reference), env=_environment(), capture_output=True, text=True, timeout=300
-    )
-    assert finished.returncode == 0, finished.stderr
-    target = killed / "checkpoints" / "step-0000006"
-    process = subprocess.Popen(
-        _command(corpus_file, killed), env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while not target.exists():
-            assert process.poll() is None, process.stderr.read().decode()
-            assert time.monotonic() < deadline, "timed out waiting for the checkpoint"
-            time.sleep(0.002)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    run_to_completion(_command(corpus_file, reference), tmp_path / "reference.txt")
+    run_and_kill(_command(corpus_file, killed), killed, kill_after="step-0000006", log=tmp_path / "killed.txt")
     assert not (killed / "metrics.json").exists()
     result = runner.invoke(app, [*_command(corpus_file, killed)[3:], "--resume"])
     assert result.exit_code == 0, result.output

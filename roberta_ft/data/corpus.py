@@ -37,7 +37,7 @@ from roberta_ft.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = {".txt", ".text", ".md", ""}
+TEXT_SUFFIXES = {".txt", ".text", ".md"}  # the files a folder corpus reads
 FORMAT = 1  # of the block files; part of the cache key
 CHUNK_DOCUMENTS = 4096  # documents tokenized per call
 
@@ -59,7 +59,7 @@ def corpus_files(corpus: str) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES - {""})
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
         if not found:
             raise DataError(f"folder {path} holds no .txt files", "put the corpus in .txt files, one document per line")
         return found
