@@ -8,10 +8,14 @@ with replacement: short texts like SST-2's, about 100 bytes a row) and runs, eac
 with an empty cache (`ROBERTA_FT_CACHE` in the work dir):
 
 - ours: `roberta-ft train big_N.csv --model tiny --max-steps 1000 --eval-every 1000
-  --max-eval-samples 5000 --batch-size 32 --max-length 64`, whole process: peak RSS, wall, and the
-  read / tokenize seconds it records in run_config.json (`timings`);
+  --max-eval-samples 5000 --batch-size 32 --max-length 64`, whole process: peak RSS (VmHWM of the
+  main process), the peak PSS of the main process and its tokenizing workers together (sampled;
+  shared pages split between the processes sharing them), wall, and the read / tokenize seconds it
+  records in run_config.json (`timings`);
 - ours again, the same command (the data and token caches are warm): the same phases;
-- ours with `--workers 1` on the largest size: the single-process read + tokenize figure;
+- ours with `--workers 1` on the largest size: the single-process read + tokenize figure, once as
+  is (the tokenizers library still encodes each chunk on a thread per core) and once on one core
+  (`TOKENIZERS_PARALLELISM=false`);
 - the old code (`--old-command`): `train big_N.csv --model tiny --epochs 1 ...` with no --max-steps,
   stopped once it starts training (its run_config.json appears) — its peak RSS and the time to get
   there (reading, tokenizing, building the tokenizer); a size it cannot fit or finish in --timeout is
@@ -74,13 +78,41 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return found
+
+
+def tree_pss_mb(pid: int) -> float:
+    """The proportional set size (shared pages split between sharers) of a process and all its children
+    (the tokenizing workers), in MB: what the whole run holds in memory at this moment."""
+    total = 0
+    for member in _descendants(pid):
+        try:
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
 def run(command: list[str], env: dict, timeout: float, stop_when: Path | None = None) -> dict:
     """Run a process to its end (or until `stop_when` exists); its wall time and peak RSS."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, stopped, killed = 0.0, False, False
+    peak, tree_peak, stopped, killed = 0.0, 0.0, False, False
     while process.poll() is None:
         peak = max(peak, peak_rss_mb(process.pid))
+        tree_peak = max(tree_peak, tree_pss_mb(process.pid))
         if stop_when is not None and stop_when.exists():
             stopped = True
             process.kill()
@@ -92,7 +124,13 @@ def run(command: list[str], env: dict, timeout: float, stop_when: Path | None = 
         time.sleep(0.05)
     stdout, stderr = process.communicate()
     wall = time.perf_counter() - started
-    result = {"wall": wall, "peak_rss_mb": peak, "returncode": process.returncode, "stopped": stopped}
+    result = {
+        "wall": wall,
+        "peak_rss_mb": peak,
+        "peak_tree_pss_mb": tree_peak,
+        "returncode": process.returncode,
+        "stopped": stopped,
+    }
     if killed:
         result["timed_out"] = True
     if process.returncode not in (0, -9) or (process.returncode == -9 and not (stopped or killed)):
@@ -104,8 +142,8 @@ def run(command: list[str], env: dict, timeout: float, stop_when: Path | None = 
     return result
 
 
-def ours(settings, data: Path, output: Path, cache: Path, *extra: str) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ROBERTA_FT_CACHE": str(cache)}
+def ours(settings, data: Path, output: Path, cache: Path, *extra: str, env_extra: dict | None = None) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ROBERTA_FT_CACHE": str(cache), **(env_extra or {})}
     command = [*settings.ours, "--quiet", "train", str(data), "--output", str(output), "--overwrite", *TRAIN]
     command += ["--max-steps", str(settings.steps), "--eval-every", str(settings.steps), "--max-eval-samples", "5000"]
     result = run([*command, *extra, "--json"], env, settings.timeout)
@@ -157,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             entry["ours_one_worker"] = ours(settings, data, work / "out", cache, "--workers", "1")
             print("   ours, --workers 1:", _short(entry["ours_one_worker"]), flush=True)
             shutil.rmtree(cache, ignore_errors=True)
+            # One process on one core: the tokenizers library's own threads off too.
+            one_core = {"TOKENIZERS_PARALLELISM": "false"}
+            entry["ours_one_core"] = ours(settings, data, work / "out", cache, "--workers", "1", env_extra=one_core)
+            print("   ours, --workers 1, TOKENIZERS_PARALLELISM=false:", _short(entry["ours_one_core"]), flush=True)
+            shutil.rmtree(cache, ignore_errors=True)
         if settings.old:
             entry["old"] = old(settings, data, work / "out-old", cache)
             print("   old:", _short(entry["old"]), flush=True)
@@ -172,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 def _short(result: dict) -> str:
     timings = result.get("timings") or {}
     shown = f"wall {result['wall']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB"
+    shown += f" (with workers, PSS {result.get('peak_tree_pss_mb', float('nan')):.0f} MB)"
     if timings:
         shown += f", read {timings['read_seconds']:.1f} s, tokenize {timings['tokenize_seconds']:.1f} s"
     if result.get("error"):
@@ -181,38 +225,46 @@ def _short(result: dict) -> str:
 
 def render(results: dict) -> str:
     lines = [
-        "| rows | CSV MB | ours: peak RSS MB | read s | tokenize s | wall s (1,000 steps) | rows/s read+tokenize "
-        "| caches warm: read + tokenize s | old: peak RSS MB | old: s to training |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| rows | CSV MB | ours: peak RSS MB | with workers: peak PSS MB | read s | tokenize s | wall s (1,000 steps) "
+        "| rows/s read+tokenize | caches warm: read + tokenize s | warm: wall s | old: peak RSS MB | old: s to training |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for rows, entry in results["sizes"].items():
         mine, warm, previous = entry["ours"], entry["ours_cached"], entry.get("old")
         timings = mine.get("timings") or {}
-        phases = timings.get("read_seconds", float("nan")) + timings.get("tokenize_seconds", float("nan"))
-        warm_t = warm.get("timings") or {}
-        warm_phases = warm_t.get("read_seconds", float("nan")) + warm_t.get("tokenize_seconds", float("nan"))
+        phases = _phases(mine)
         old_cells = "— | —"
         if previous:
             state = " (timed out)" if previous.get("timed_out") else (" (failed)" if previous.get("error") else "")
             old_cells = f"{previous['peak_rss_mb']:.0f}{state} | {previous['wall']:.1f}"
         lines.append(
             f"| {int(rows):,} | {entry['bytes'] / 1e6:.0f} | {mine['peak_rss_mb']:.0f} | "
+            f"{mine.get('peak_tree_pss_mb', float('nan')):.0f} | "
             f"{timings.get('read_seconds', float('nan')):.1f} | {timings.get('tokenize_seconds', float('nan')):.1f} | "
-            f"{mine['wall']:.1f} | {int(rows) / phases:,.0f} | {warm_phases:.1f} | {old_cells} |"
+            f"{mine['wall']:.1f} | {int(rows) / phases:,.0f} | {_phases(warm):.1f} | {warm['wall']:.1f} | {old_cells} |"
         )
     largest = max(results["sizes"], key=int)
-    single = results["sizes"][largest].get("ours_one_worker")
-    if single and single.get("timings"):
-        both = results["sizes"][largest]["ours"]["timings"]
+    entry = results["sizes"][largest]
+    both = _phases(entry["ours"])
+    for name, what in (("ours_one_worker", "`--workers 1`"), ("ours_one_core", "`--workers 1` on one core")):
+        single = entry.get(name)
+        if not single or not single.get("timings"):
+            continue
         one = single["timings"]
-        ratio = (one["read_seconds"] + one["tokenize_seconds"]) / (both["read_seconds"] + both["tokenize_seconds"])
-        lines += [
-            "",
-            f"{int(largest):,} rows, read + tokenize with every usable CPU vs `--workers 1`: "
-            f"{both['read_seconds'] + both['tokenize_seconds']:.1f} s vs {one['read_seconds'] + one['tokenize_seconds']:.1f} s "
-            f"({ratio:.2f}x; tokenizing alone {one['tokenize_seconds'] / both['tokenize_seconds']:.2f}x)",
-        ]
+        if name == "ours_one_worker":
+            lines.append("")
+        lines.append(
+            f"{int(largest):,} rows, read + tokenize with every usable CPU vs {what}: {both:.1f} s vs "
+            f"{_phases(single):.1f} s (**{_phases(single) / both:.2f}x**; tokenizing alone "
+            f"{one['tokenize_seconds'] / entry['ours']['timings']['tokenize_seconds']:.2f}x)"
+            + ("" if name == "ours_one_worker" else " (TOKENIZERS_PARALLELISM=false)")
+        )
     return "\n".join(lines) + "\n"
+
+
+def _phases(result: dict) -> float:
+    timings = result.get("timings") or {}
+    return timings.get("read_seconds", float("nan")) + timings.get("tokenize_seconds", float("nan"))
 
 
 if __name__ == "__main__":

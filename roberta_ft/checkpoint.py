@@ -87,7 +87,11 @@ def data_fingerprint(*tables: datasets.Dataset) -> str:
     return digest.hexdigest()
 
 
-def _json_list(digest, column, length: int, step: int = 100_000) -> None:
+FINGERPRINT_ROWS = 100_000  # values turned into JSON at a time
+
+
+def _json_list(digest, column, length: int) -> None:
+    step = FINGERPRINT_ROWS
     digest.update(b"[")
     for start in range(0, length, step):
         items = json.dumps(list(column[start : start + step]))[1:-1]

@@ -221,7 +221,13 @@ def _build_model(config: TrainConfig, problem: problems.Problem, train_set):
 
     if config.is_tiny:
         columns = ["text"] + (["text_pair"] if "text_pair" in train_set.column_names else [])
-        texts = (text for column in columns for text in _slices(train_set[column], len(train_set)))
+        every = -(-len(train_set) // TINY_TOKENIZER_TEXTS)  # evenly spaced rows, at most TINY_TOKENIZER_TEXTS
+        if every > 1:
+            logger.info(
+                "--model tiny: the tokenizer learns its vocabulary from every %d%s training text (%d of %d)",
+                every, _ordinal_suffix(every), -(-len(train_set) // every), len(train_set),
+            )  # fmt: skip
+        texts = (text for column in columns for text in _slices(train_set[column], len(train_set), every=every))
         model, tokenizer = modeling.build_tiny(texts, head=problem.head(), seed=config.seed)
     else:
         _seed_everything(config.seed)  # the new classifier head is initialised now: same seed, same run
@@ -248,10 +254,23 @@ def _metric_names(scorer, problem: problems.Problem, validation: Encoded) -> lis
         return list(scorer(problem.perfect_logits(targets), targets))
 
 
-def _slices(column, length: int, step: int = 100_000):
-    """The values of a (possibly memory-mapped) column, a slice at a time: never all in memory at once."""
+# The tiny tokenizer's vocabulary (4,096 tokens) is learnt from at most this many texts: more change it
+# little and cost a minute of a run on millions of rows.
+TINY_TOKENIZER_TEXTS = 1_000_000
+
+
+def _slices(column, length: int, step: int = 100_000, *, every: int = 1):
+    """The values of a (possibly memory-mapped) column, a slice at a time: never all in memory at once.
+    With `every`, only rows 0, every, 2 * every ..."""
     for start in range(0, length, step):
-        yield from column[start : start + step]
+        values = column[start : start + step]
+        yield from values if every == 1 else values[-start % every :: every]
+
+
+def _ordinal_suffix(number: int) -> str:
+    if number % 100 in (11, 12, 13):
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
 
 
 def _logs_dir(config: TrainConfig) -> str | None:

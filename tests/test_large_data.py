@@ -209,3 +209,115 @@ def test_max_steps_eval_every_and_max_eval_samples(tmp_path):
     dataset, _ = sources.load_file(path, task=get_task("classification"))
     one = sources.subsample(dataset, 12, 2)
     assert one["line"] == sources.subsample(dataset, 12, 2)["line"] and set(one["label"]) == {"pos", "neg"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+@pytest.mark.parametrize("stratified", [True, False])
+def test_the_split_holds_out_the_rows_scikit_learn_holds_out(seed, stratified):
+    """The numpy split draws what train_test_split draws (so a seed keeps naming the same rows), ties
+    between classes' remainders included."""
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(seed)
+    for rows, classes in ((50, 3), (997, 2), (1000, 4), (1203, 7)):
+        codes = rng.integers(0, classes, rows)
+        codes[:classes] = np.arange(classes)  # every class present ...
+        codes[classes : 2 * classes] = np.arange(classes)  # ... twice
+        for n_test in (classes, rows // 10, rows // 3):
+            expected = train_test_split(
+                np.arange(rows), test_size=n_test, random_state=seed, stratify=codes if stratified else None
+            )
+            found = sources.split_indices(rows, rows - n_test, n_test, seed, codes if stratified else None)
+            assert [list(part) for part in found] == [sorted(part) for part in expected]
+        kept, _ = train_test_split(np.arange(rows), train_size=rows // 4, random_state=seed, stratify=codes)
+        assert list(sources.split_indices(rows, rows // 4, rows - rows // 4, seed, codes)[0]) == sorted(kept)
+
+
+def test_a_large_selection_is_a_table_of_its_own_in_the_data_cache(tmp_path, monkeypatch):
+    """Held-out rows bigger than SELECT_IN_MEMORY_ROWS go to an Arrow file, not an indices mapping; the
+    rows are those `select` gives, and a second split maps the same file again."""
+    monkeypatch.setenv("ROBERTA_FT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 70)  # several record batches
+    monkeypatch.setattr(sources, "SELECT_IN_MEMORY_ROWS", 100)
+    path = write_reviews(tmp_path / "r.csv", n=400, seed=6)
+    dataset, _ = sources.load_file(path, task=get_task("classification"))
+    train_set, validation_set = sources.stratified_split(dataset, 0.2, seed=3)
+    train_idx, valid_idx = sources.split_indices(len(dataset), 320, 80, 3, data.labels.label_codes(dataset)[0])
+    assert train_set.to_dict() == dataset.select(train_idx).to_dict()
+    assert validation_set.to_dict() == dataset.select(valid_idx).to_dict()
+    assert train_set._indices is None and validation_set._indices is None
+    assert (
+        len(train_set.cache_files) == 1 and train_set.cache_files[0]["filename"] != dataset.cache_files[0]["filename"]
+    )
+    entries = sorted((tmp_path / "cache").glob("rows-*.arrow"))
+    again, _ = sources.stratified_split(dataset, 0.2, seed=3)
+    assert sorted((tmp_path / "cache").glob("rows-*.arrow")) == entries
+    assert again.cache_files == train_set.cache_files and again.to_dict() == train_set.to_dict()
+
+
+def test_training_set_up_memory_stays_flat_when_the_file_grows_twenty_times(tmp_path, monkeypatch):
+    """Everything between the file and the first step that touches every row: the split, the label codes,
+    the run identity, the tiny tokenizer's texts and the token-cache key."""
+    from roberta_ft import checkpoint, problems, train
+    from roberta_ft.data import token_cache
+
+    monkeypatch.setenv("ROBERTA_FT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 5_000)
+    monkeypatch.setattr(token_cache, "DIGEST_ROWS", 5_000)
+    monkeypatch.setattr(checkpoint, "FINGERPRINT_ROWS", 5_000)
+    task = get_task("classification")
+    config = TrainConfig(data="unused.csv", output=str(tmp_path / "m"), model="tiny").resolved()
+    growth = {}
+    for rows in (20_000, 400_000):
+        path = tmp_path / f"big-{rows}.csv"
+        _big_csv(path, rows)
+        dataset, _ = sources.load_file(path, task=task)
+
+        def set_up(dataset=dataset):
+            train_set, validation_set = sources.stratified_split(dataset, 0.1, seed=1)
+            validation_set = sources.subsample(validation_set, 500, seed=1)
+            problems.SingleLabel.fit(
+                train_set, validation_set, task=task, config=config, source="big", validation_source="held out"
+            )
+            checkpoint.data_fingerprint(train_set, validation_set)
+            assert sum(1 for _ in train._slices(train_set["text"], len(train_set), 5_000, every=3)) == -(
+                -len(train_set) // 3
+            )
+            assert len(token_cache.text_digest(train_set["text"])) == 72
+
+        growth[rows] = _peak_anonymous_growth(set_up)
+    # 20x the rows: a few MB of index and label arrays more, not a Python object per row (which was
+    # 450 bytes a row when the split was an indices mapping). Mapped file pages are page cache, not counted.
+    assert growth[400_000] - growth[20_000] < 30, growth  # MiB: under 80 bytes a row
+
+
+def _peak_anonymous_growth(function) -> float:
+    """Largest growth (MiB) of the process's anonymous memory (RssAnon: heap, arrays; not the pages of
+    memory-mapped files) seen while function runs, sampled every 2 ms."""
+    import threading
+    import time
+    from pathlib import Path
+
+    def anonymous() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+        raise AssertionError("no RssAnon in /proc/self/status")
+
+    start = peak = anonymous()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, anonymous())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        function()
+    finally:
+        done.set()
+        sampler.join()
+    return (max(peak, anonymous()) - start) / 1024

@@ -103,6 +103,11 @@ class Writer:
         self.writer.write_batch(batch)
         self.rows += batch.num_rows
 
+    def write_batch(self, batch) -> None:
+        if batch.num_rows:
+            self.writer.write_batch(batch)
+            self.rows += batch.num_rows
+
     def commit(self, meta: Mapping[str, Any]) -> Path:
         self.writer.close()
         self.sink.close()

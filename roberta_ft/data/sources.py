@@ -288,22 +288,19 @@ def stratified_split(
     dataset: datasets.Dataset, fraction: float, seed: int, *, stratify: bool = True
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Hold out `fraction` of the rows, stratified by label, reproducibly for a given seed."""
-    from sklearn.model_selection import train_test_split
-
-    indices = np.arange(len(dataset))
     labels = label_codes(dataset)[0] if stratify and "label" in dataset.column_names else None
     if labels is not None and _smallest_class(labels) < 2:
         logger.warning("Some label has fewer than 2 rows: the validation split is not stratified")
         labels = None
-    n_valid = max(1, round(len(indices) * fraction))
+    n_valid = max(1, round(len(dataset) * fraction))
     if labels is not None:
         n_valid = max(n_valid, int(labels.max(initial=-1)) + 1)
-    if n_valid >= len(indices):
+    if n_valid >= len(dataset):
         raise DataError(
-            f"cannot hold out {fraction:.0%} of {len(indices)} rows for validation",
+            f"cannot hold out {fraction:.0%} of {len(dataset)} rows for validation",
             "add rows or pass --validation FILE",
         )
-    train_idx, valid_idx = train_test_split(indices, test_size=n_valid, random_state=seed, stratify=labels)
+    train_idx, valid_idx = split_indices(len(dataset), len(dataset) - n_valid, n_valid, seed, labels)
     return _select(dataset, train_idx), _select(dataset, valid_idx)
 
 
@@ -311,19 +308,138 @@ def subsample(dataset: datasets.Dataset, size: int, seed: int, *, stratify: bool
     """`size` rows of `dataset` (stratified by label when it can be), reproducibly for a given seed."""
     if size >= len(dataset):
         return dataset
-    from sklearn.model_selection import train_test_split
-
     labels = label_codes(dataset)[0] if stratify and "label" in dataset.column_names else None
     if labels is not None and (_smallest_class(labels) < 2 or size < int(labels.max(initial=-1)) + 1):
         labels = None
-    kept, _ = train_test_split(np.arange(len(dataset)), train_size=size, random_state=seed, stratify=labels)
+    kept, _ = split_indices(len(dataset), size, len(dataset) - size, seed, labels)
     return _select(dataset, kept)
+
+
+def split_indices(
+    rows: int, n_train: int, n_test: int, seed: int, codes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The row indices (sorted) of scikit-learn's ``train_test_split(range(rows), train_size=n_train,
+    test_size=n_test, random_state=seed, stratify=codes)``: the same rows for the same seed, drawn as
+    its (Stratified)ShuffleSplit draws them, with numpy arrays where it builds Python lists (a few
+    bytes a row instead of some 160, which for millions of rows is most of a run's peak memory).
+
+    `codes`: a label code per row, 0..k-1 (every code present), or None for a plain random split.
+    """
+    rng = np.random.RandomState(seed)
+    if codes is None:
+        permutation = rng.permutation(rows)
+        return np.sort(permutation[n_test : n_test + n_train]), np.sort(permutation[:n_test])
+    counts = np.bincount(codes)
+    by_class = np.argsort(codes, kind="stable")  # each class's rows, in row order, one class after the other
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    n_i = _approximate_mode(counts, n_train, rng)
+    t_i = _approximate_mode(counts - n_i, n_test, rng)
+    train, test = [], []
+    for label, count in enumerate(counts):
+        rows_of_class = by_class[starts[label] : starts[label] + count]
+        drawn = rows_of_class[rng.permutation(count)]
+        train.append(drawn[: n_i[label]])
+        test.append(drawn[n_i[label] : n_i[label] + t_i[label]])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _approximate_mode(class_counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """How many rows of each class `n_draws` draws take: scikit-learn's approximate mode of the
+    multivariate hypergeometric, ties broken by `rng` exactly as it breaks them."""
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need_to_add)
+            floored[rng.choice(inds, size=add_now, replace=False)] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)
 
 
 def _smallest_class(codes: np.ndarray) -> int:
     return int(np.bincount(codes).min()) if len(codes) else 0
 
 
+SELECT_IN_MEMORY_ROWS = 100_000  # a selection up to this size is gathered into memory, a larger one onto disk
+
+
 def _select(dataset: datasets.Dataset, indices: np.ndarray) -> datasets.Dataset:
-    # keep_in_memory: the row indices stay in RAM (8 bytes a row) instead of a cache file beside the data.
-    return dataset.select(np.sort(indices), keep_in_memory=True)
+    """The rows at `indices`, in file order, as a table of their own (never an indices mapping).
+
+    A `datasets` indices mapping would make every later read of a column (the label codes, the tiny
+    tokenizer's training texts, the cache keys, the tokenizer's chunks) go through a Python object per
+    row: seconds and hundreds of MB for a million rows. A small selection is gathered into memory; a
+    large one from a memory-mapped file is streamed, a record batch at a time, into an Arrow file in the
+    data cache (keyed by the source file and the indices), so it costs disk, not RAM, and a second run
+    maps it again.
+    """
+    import datasets
+    from datasets.table import InMemoryTable
+
+    indices = np.sort(np.asarray(indices, dtype=np.int64))
+    if dataset._indices is not None:  # already a selection (a task's own dataset): its rows as a table
+        dataset = dataset.flatten_indices(keep_in_memory=True)
+    files = [entry["filename"] for entry in dataset.cache_files]
+    if len(indices) > SELECT_IN_MEMORY_ROWS and len(files) == 1:
+        selected = _select_to_file(Path(files[0]), indices, len(dataset))
+        if selected is not None:
+            return datasets.Dataset.from_file(str(selected), info=dataset.info.copy(), split=dataset.split)
+    table = _take(dataset.data.table, indices)
+    return datasets.Dataset(InMemoryTable(table), info=dataset.info.copy(), split=dataset.split)
+
+
+def _take(table, indices: np.ndarray):
+    """``table.take(indices)`` (sorted indices) a record batch at a time: Arrow's take on a chunked table
+    first joins its chunks, a copy of every column, which for a memory-mapped file is all of it."""
+    import pyarrow as pa
+
+    pieces, offset = [], 0
+    for batch in table.to_batches():
+        low, high = np.searchsorted(indices, [offset, offset + batch.num_rows])
+        if high > low:
+            pieces.append(batch.take(pa.array(indices[low:high] - offset)))
+        offset += batch.num_rows
+    return pa.Table.from_batches(pieces, schema=table.schema)
+
+
+def _select_to_file(source: Path, indices: np.ndarray, rows: int) -> Path | None:
+    """Rows `indices` (sorted) of the Arrow stream file `source` written to a data-cache entry; None if the
+    file cannot be streamed (another Arrow layout), when the caller gathers the rows in memory instead."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from roberta_ft.data import row_cache
+
+    digest = hashlib.sha256(indices.astype("<i8").tobytes()).hexdigest()
+    stat = source.stat()
+    entry = row_cache.key(f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}", {"select": digest})
+    found = row_cache.find(entry)
+    if found is not None and found["rows"] == len(indices):
+        return Path(found["arrow"])
+    keep = np.zeros(rows, dtype=bool)
+    keep[indices] = True
+    try:
+        # A plain file, not a memory map: this pass leaves no mapped pages behind in this process.
+        with pa.OSFile(str(source), "rb") as handle:
+            reader = pa.ipc.open_stream(handle)
+            writer = row_cache.Writer(entry, reader.schema)
+            try:
+                offset = 0
+                for batch in reader:
+                    writer.write_batch(batch.filter(pa.array(keep[offset : offset + batch.num_rows])))
+                    offset += batch.num_rows
+                if offset != rows:
+                    raise ValueError(f"{source} has {offset} rows, the table {rows}")
+            except BaseException:
+                writer.abort()
+                raise
+    except (pa.ArrowInvalid, ValueError) as error:
+        logger.debug("Selecting rows in memory: %s", error)
+        return None
+    return writer.commit({"source": str(source), "selected": len(indices)})

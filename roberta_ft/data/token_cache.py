@@ -106,11 +106,12 @@ def text_digest(column) -> bytes:
     """A hash of a column of texts: every text's UTF-8 bytes and length, whatever the column's chunking."""
     import pyarrow as pa
 
+    column = _arrow_column(column)
     if isinstance(column, pa.ChunkedArray):
         chunks = column.chunks
     elif isinstance(column, pa.Array):
         chunks = [column]
-    else:  # a list, or a datasets Column: to Arrow a slice at a time
+    else:  # a list, or a datasets Column of a selection: to Arrow a slice at a time
         chunks = (
             pa.array(column[start : start + DIGEST_ROWS], type=pa.large_string())
             for start in range(0, len(column), DIGEST_ROWS)
@@ -125,6 +126,15 @@ def text_digest(column) -> bytes:
         data.update(memoryview(chunk.buffers()[2])[offsets[0] : offsets[-1]])
         count += len(chunk)
     return count.to_bytes(8, "little") + lengths.digest() + data.digest()
+
+
+def _arrow_column(column):
+    """A datasets Column of a plain table as its Arrow column (hashed from its buffers, no Python strings)."""
+    source = getattr(column, "source", None)
+    name = getattr(column, "column_name", None)
+    if name is None or getattr(source, "_indices", True) is not None or not hasattr(source, "data"):
+        return column
+    return source.data.column(name)
 
 
 def entry_path(entry_key: str) -> Path | None:
