@@ -9,8 +9,8 @@ with an empty cache (`ROBERTA_FT_CACHE` in the work dir):
 
 - ours: `roberta-ft train big_N.csv --model tiny --max-steps 1000 --eval-every 1000
   --max-eval-samples 5000 --batch-size 32 --max-length 64`, whole process: peak RSS (VmHWM of the
-  main process), the peak PSS of the main process and its tokenizing workers together (sampled;
-  shared pages split between the processes sharing them), wall, and the read / tokenize seconds it
+  main process), the peak PSS of the main process and its tokenizing workers together (sampled once
+  a second; shared pages split between the processes sharing them), wall, and the read / tokenize seconds it
   records in run_config.json (`timings`);
 - ours again, the same command (the data and token caches are warm): the same phases;
 - ours with `--workers 1` on the largest size: the single-process read + tokenize figure, once as
@@ -109,10 +109,12 @@ def run(command: list[str], env: dict, timeout: float, stop_when: Path | None = 
     """Run a process to its end (or until `stop_when` exists); its wall time and peak RSS."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, tree_peak, stopped, killed = 0.0, 0.0, False, False
+    peak, tree_peak, stopped, killed, next_pss = 0.0, 0.0, False, False, 0.0
     while process.poll() is None:
         peak = max(peak, peak_rss_mb(process.pid))
-        tree_peak = max(tree_peak, tree_pss_mb(process.pid))
+        if time.perf_counter() >= next_pss:  # smaps_rollup walks the page tables: once a second, not 20 times
+            tree_peak = max(tree_peak, tree_pss_mb(process.pid))
+            next_pss = time.perf_counter() + 1.0
         if stop_when is not None and stop_when.exists():
             stopped = True
             process.kill()
