@@ -13,7 +13,8 @@
 3. A mixed run on a fresh server: `--mixed-requests` requests from the same clients, about a quarter of
    them invalid (malformed JSON, wrong types, empty lists, unknown fields, pairs to a single-text
    model, too many texts, a body over the limit, top_k over the labels): every valid answer must be a
-   200 with predict's labels, every invalid one its 4xx; the server's RSS before and after.
+   200 with predict's labels, every invalid one its 4xx; the server's RSS before, and after each of
+   `--mixed-rounds` rounds of the same requests (does it level off?).
 
 The clients are a few lines of asyncio over raw HTTP/1.1 (no client library), so that on a small
 machine the load generator takes as little CPU from the server as possible. Everything runs on
@@ -323,6 +324,12 @@ def mixed_run(settings, model_dir: Path, texts: list[str], labels: list[str], nu
         )
         answers, wall = run_clients(server.port, plans)
         rss_after = server.rss_mb()
+        # The same requests again, --mixed-rounds times in all: RSS after each round shows whether memory
+        # levels off (allocator and kernel caches filled once) or keeps growing with the requests.
+        rss_rounds = [rss_after]
+        for _ in range(settings.mixed_rounds - 1):
+            run_clients(server.port, plans)
+            rss_rounds.append(server.rss_mb())
         healthy = server.get("/health")[0] == 200
     finally:
         code = server.stop()
@@ -350,6 +357,7 @@ def mixed_run(settings, model_dir: Path, texts: list[str], labels: list[str], nu
         "wall_seconds": wall,
         "server_rss_mb_before": rss_before,
         "server_rss_mb_after": rss_after,
+        "server_rss_mb_after_each_round": rss_rounds,
         "healthy_after": healthy,
         "exit_code": code,
         "problems": problems[:20],
@@ -370,6 +378,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--requests-per-client", type=int, default=50)
     parser.add_argument("--mixed-requests", type=int, default=2000)
+    parser.add_argument("--mixed-rounds", type=int, default=3, help="the mixed requests sent this many times in all")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--precision", default="auto", help="of predict and the server alike")
     parser.add_argument(
@@ -485,7 +494,9 @@ def print_report(results: dict) -> None:
         f"mixed run: {mixed['requests']} requests ({mixed['valid']} valid, {mixed['invalid']} invalid) in "
         f"{_number(mixed['wall_seconds'])} s; valid answered wrongly: {mixed['valid_wrong']}; invalid without "
         f"their 4xx: {mixed['invalid_wrong_status']}; healthy after: {mixed['healthy_after']}; server RSS "
-        f"{_number(mixed['server_rss_mb_before'], 0)} -> {_number(mixed['server_rss_mb_after'], 0)} MB; "
+        f"{_number(mixed['server_rss_mb_before'], 0)} -> "
+        f"{' -> '.join(_number(value, 0) for value in mixed.get('server_rss_mb_after_each_round', [mixed['server_rss_mb_after']]))} MB "
+        "(after each round); "
         f"exit codes after SIGTERM: {[run['exit_code'] for run in results['runs']] + [mixed['exit_code']]}"
     )
     for problem in mixed["problems"]:

@@ -92,9 +92,38 @@ def test_bucketed_batches_cut_padding_and_change_order_by_epoch():
     assert not all(np.array_equal(a, b) for a, b in zip(batches, other, strict=False))
 
 
+def test_sorted_batches_cut_mixed_lengths_where_padding_would_cost_more_than_a_pass():
+    import itertools
+
+    uniform = np.full(200, 30)
+    assert [len(b) for b in sorted_batches(uniform, 64, overhead_tokens=256)] == [64, 64, 64, 8]
+    served = np.array([60] * 4 + [10] * 28)  # a few long texts among short ones, in one served batch
+    batches = sorted_batches(np.random.default_rng(0).permutation(served), 64, overhead_tokens=100)
+    assert [len(b) for b in batches] == [4, 28]
+    rng = np.random.default_rng(1)
+    for _ in range(40):  # the cuts are the cheapest of all cuts into runs of at most 4
+        lengths = rng.integers(1, 50, rng.integers(1, 9))
+        batches = sorted_batches(lengths, 4, overhead_tokens=20)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+        assert all(len(b) <= 4 for b in batches) and lengths[batches[0][0]] == lengths.max()
+
+        def cost(runs):
+            return sum(len(run) * max(run) + 20 for run in runs)
+
+        ordered = sorted(lengths.tolist(), reverse=True)
+        best = min(
+            cost([ordered[a:b] for a, b in itertools.pairwise((0, *cuts, len(ordered)))])
+            for k in range(len(ordered))
+            for cuts in itertools.combinations(range(1, len(ordered)), k)
+            if all(b - a <= 4 for a, b in itertools.pairwise((0, *cuts, len(ordered))))
+        )
+        assert cost([lengths[b].tolist() for b in batches]) == best
+
+
 def test_sorted_batches_cover_everything_and_collate_pads_to_multiple_of_8():
     lengths = np.array([5, 1, 9, 3])
-    batches = sorted_batches(lengths, 3)
+    batches = sorted_batches(lengths, 3, overhead_tokens=None)  # plain runs of 3, longest first
+    assert [b.tolist() for b in batches] == [[2, 0, 3], [1]]
     assert sorted(np.concatenate(batches).tolist()) == [0, 1, 2, 3]
     ids = [[0] * n for n in lengths]
     batch = collate(ids, batches[0], pad_id=1)

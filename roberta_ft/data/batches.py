@@ -36,10 +36,45 @@ def bucketed_batches(
     return [batches[i] for i in permutation]
 
 
-def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Batches for inference: longest first (a memory problem shows up at once), minimal padding."""
-    order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+# What one more forward pass costs, in padded tokens of arithmetic: the fixed cost of a pass (a few
+# hundred operator calls) against the tokens it computes. It decides when a batch of mixed lengths is
+# cheaper cut in two (docs/performance.md, "Length-grouped inference batches").
+FORWARD_OVERHEAD_TOKENS = 256
+
+
+def sorted_batches(
+    lengths: np.ndarray, batch_size: int, *, overhead_tokens: int = FORWARD_OVERHEAD_TOKENS
+) -> list[np.ndarray]:
+    """Batches for inference: longest first (a memory problem shows up at once), minimal padding.
+
+    The rows are sorted by length and cut into runs of at most `batch_size` where the cost is least:
+    each batch costs its rows x its longest row (the padded tokens it computes) plus `overhead_tokens`.
+    Many rows of similar lengths give full batches; a few rows of mixed lengths (a served batch of
+    concurrent requests) are cut where one pass would mostly compute padding.
+    """
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    if overhead_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[start:end] for start, end in _cheapest_cuts(np.asarray(lengths)[order], batch_size, overhead_tokens)]
+
+
+def _cheapest_cuts(longest_first: np.ndarray, batch_size: int, overhead: int) -> list[tuple[int, int]]:
+    """The (start, end) runs of a descending sequence of lengths that minimise sum(rows x first length +
+    overhead), each run at most batch_size rows: dynamic programming over the end of each run."""
+    n = len(longest_first)
+    cost = np.zeros(n + 1)
+    start_of = np.zeros(n + 1, dtype=np.int64)
+    lengths = longest_first.astype(np.float64)
+    for end in range(1, n + 1):
+        starts = np.arange(max(0, end - batch_size), end)
+        options = cost[starts] + (end - starts) * lengths[starts] + overhead
+        best = len(options) - 1 - int(np.argmin(options[::-1]))  # on a tie, the shortest last run: full runs first
+        cost[end], start_of[end] = options[best], starts[best]
+    cuts, end = [], n
+    while end > 0:
+        cuts.append((int(start_of[end]), end))
+        end = int(start_of[end])
+    return cuts[::-1]
 
 
 def padding_multiple(device_type: str) -> int:
