@@ -25,6 +25,10 @@ TINY_SHAPE = {
     "intermediate_size": 512,
     "max_position_embeddings": 514,
 }
+# The tiny masked LM's weight scale. BERT's 0.02 suits 768 hidden units; for 128, the same scale
+# (0.02 x sqrt(768 / 128)) lets attention learn to use positions within hundreds of steps instead of
+# sitting on a bag-of-words plateau for thousands (docs/pretraining.md). The tiny classifier keeps 0.02.
+TINY_MLM_INITIALIZER_RANGE = 0.05
 TINY_VOCAB_SIZE = 4096
 TINY_MAX_LENGTH = TINY_SHAPE["max_position_embeddings"] - 2  # RoBERTa positions start after the padding index
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # RoBERTa's ids 0..4
@@ -138,7 +142,7 @@ def build_tiny_masked_lm(
     if tokenizer is None:
         tokenizer = train_tiny_tokenizer(documents, vocab_size=vocab_size)
     torch.manual_seed(seed)
-    model = AutoModelForMaskedLM.from_config(_tiny_config(tokenizer))
+    model = AutoModelForMaskedLM.from_config(_tiny_config(tokenizer, initializer_range=TINY_MLM_INITIALIZER_RANGE))
     logger.info(
         "--model tiny: a %.1fM-parameter RoBERTa masked LM from scratch, with a %d-token byte-level BPE "
         "vocabulary trained on the corpus",
