@@ -18,7 +18,7 @@ from roberta_ft.errors import DataError
 from roberta_ft.registry import get_task
 from tests import test_bad_inputs
 from tests.conftest import review, write_reviews
-from tests.test_performance_features import _peak_rss_growth
+from tests.test_performance_features import _peak_growth, _peak_rss_growth
 
 
 def _old_reader(path, fmt: str) -> tuple[list[str], list[dict], list[int]]:
@@ -294,30 +294,12 @@ def test_training_set_up_memory_stays_flat_when_the_file_grows_twenty_times(tmp_
 def _peak_anonymous_growth(function) -> float:
     """Largest growth (MiB) of the process's anonymous memory (RssAnon: heap, arrays; not the pages of
     memory-mapped files) seen while function runs, sampled every 2 ms."""
-    import threading
-    import time
     from pathlib import Path
 
     def anonymous() -> int:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("RssAnon:"):
-                return int(line.split()[1])
+                return int(line.split()[1]) * 1024
         raise AssertionError("no RssAnon in /proc/self/status")
 
-    start = peak = anonymous()
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, anonymous())
-            time.sleep(0.002)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        function()
-    finally:
-        done.set()
-        sampler.join()
-    return (max(peak, anonymous()) - start) / 1024
+    return _peak_growth(function, anonymous) / 2**20

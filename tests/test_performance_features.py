@@ -163,14 +163,18 @@ def _peak_rss_growth(function) -> float:
     import psutil
 
     process = psutil.Process()
-    start = process.memory_info().rss
-    peak = start
+    return _peak_growth(function, lambda: process.memory_info().rss) / 2**20
+
+
+def _peak_growth(function, read) -> float:
+    """Largest growth of `read()` (a number of bytes) seen while function runs, sampled every 2 ms."""
+    start = peak = read()
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
+            peak = max(peak, read())
             time.sleep(0.002)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -180,7 +184,7 @@ def _peak_rss_growth(function) -> float:
     finally:
         done.set()
         sampler.join()
-    return (max(peak, process.memory_info().rss) - start) / 2**20
+    return max(peak, read()) - start
 
 
 def test_predict_memory_stays_flat_from_2k_to_20k_lines(trained_dir, tmp_path):
