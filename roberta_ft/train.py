@@ -224,8 +224,8 @@ def _build_model(config: TrainConfig, problem: problems.Problem, train_set):
         every = -(-len(train_set) // TINY_TOKENIZER_TEXTS)  # evenly spaced rows, at most TINY_TOKENIZER_TEXTS
         if every > 1:
             logger.info(
-                "--model tiny: the tokenizer learns its vocabulary from every %d%s training text (%d of %d)",
-                every, _ordinal_suffix(every), -(-len(train_set) // every), len(train_set),
+                "--model tiny: the tokenizer learns its vocabulary from one training text in %d (%d of %d)",
+                every, -(-len(train_set) // every), len(train_set),
             )  # fmt: skip
         texts = (text for column in columns for text in _slices(train_set[column], len(train_set), every=every))
         model, tokenizer = modeling.build_tiny(texts, head=problem.head(), seed=config.seed)
@@ -265,12 +265,6 @@ def _slices(column, length: int, step: int = 100_000, *, every: int = 1):
     for start in range(0, length, step):
         values = column[start : start + step]
         yield from values if every == 1 else values[-start % every :: every]
-
-
-def _ordinal_suffix(number: int) -> str:
-    if number % 100 in (11, 12, 13):
-        return "th"
-    return {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
 
 
 def _logs_dir(config: TrainConfig) -> str | None:
