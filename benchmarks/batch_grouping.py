@@ -1,20 +1,21 @@
-"""Length-grouped inference batches (data/batches.py) against plain runs of --batch-size, side by side.
+"""Inference batching side by side: plain runs of --batch-size, length-grouped cuts (data/batches.py), packed rows.
 
     python benchmarks/batch_grouping.py                       # MiniLM from run.py, its 8,000 predict texts
     python benchmarks/batch_grouping.py --model-dir DIR --texts FILE
 
 Two cases, alternating the variants in one process (`--repeats` times, the median reported):
 - served: `--sets` batches of `--served-batch` random texts each (a served batch of concurrent
-  requests, in arrival order), each run through `logits` on its own; overheads None (plain runs),
-  128 and 256 (the default);
-- predict: all the texts at once (sorted by length over the whole set), grouped vs plain.
-Tokenizing is outside the timed part. texts/s.
+  requests, in arrival order), each run through `logits` on its own;
+- predict: all the texts at once (sorted by length over the whole set).
+Variants: `plain` (sorted, cut every --batch-size rows), `grouped` (cut where padding costs more than a
+pass: FORWARD_OVERHEAD_TOKENS, or 128), each padded or `packed` (speed/packing.py: short texts share
+rows; the default for models that support it is plain + packed, else grouped + padded). Tokenizing is outside the timed
+part. texts/s.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import random
 import statistics
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from roberta_ft import loop
     from roberta_ft.data import batches
     from roberta_ft.inference import load
+    from roberta_ft.speed import packing
 
     model = load(args.model_dir)
     texts = args.texts.read_text(encoding="utf-8").splitlines()
@@ -45,21 +47,31 @@ def main(argv: list[str] | None = None) -> int:
     served = [model.encode([rng.choice(texts) for _ in range(args.served_batch)]) for _ in range(args.sets)]
     everything = model.encode(texts)
     grouped = batches.sorted_batches
+    packer = packing.packer
 
-    def timed(encoded_sets, overhead) -> float:
-        loop.sorted_batches = grouped if overhead == "default" else functools.partial(grouped, overhead_tokens=overhead)
+    def timed(encoded_sets, variant: str) -> float:
+        cuts, _, layout = variant.partition("/")
+        overhead = {"plain": None, "grouped": batches.FORWARD_OVERHEAD_TOKENS, "grouped128": 128}[cuts]
+        packing.packer = packer if layout == "packed" else (lambda model: None)
+        # loop.predict_logits picks the cuts from whether the model packs; the variant overrides them.
+        loop.sorted_batches = lambda lengths, size, overhead_tokens=None: grouped(
+            lengths, size, overhead_tokens=overhead
+        )
         started = time.perf_counter()
         for encoded in encoded_sets:
             model.logits(encoded, 64)
         return sum(len(encoded) for encoded in encoded_sets) / (time.perf_counter() - started)
 
-    results: dict[str, dict[str, list[float]]] = {"served": {}, "predict": {}}
+    cases = {
+        "served": (served, ("plain/padded", "grouped/padded", "grouped128/padded", "plain/packed", "grouped/packed")),
+        "predict": ([everything], ("grouped/padded", "plain/packed", "grouped/packed")),
+    }
+    results: dict[str, dict[str, list[float]]] = {case: {} for case in cases}
     for _ in range(args.repeats):
-        for overhead in (None, 128, "default"):
-            results["served"].setdefault(str(overhead), []).append(timed(served, overhead))
-        for overhead in (None, "default"):
-            results["predict"].setdefault(str(overhead), []).append(timed([everything], overhead))
-    loop.sorted_batches = grouped
+        for case, (encoded_sets, variants) in cases.items():
+            for variant in variants:
+                results[case].setdefault(variant, []).append(timed(encoded_sets, variant))
+    loop.sorted_batches, packing.packer = grouped, packer
     summary = {
         case: {name: statistics.median(values) for name, values in runs.items()} for case, runs in results.items()
     }

@@ -25,11 +25,12 @@ import torch
 
 from roberta_ft.best_epoch import BestEpochRule
 from roberta_ft.checkpoint import Checkpoint, Checkpointer, set_rng_state
-from roberta_ft.data.batches import bucketed_batches, collate, padding_multiple, sorted_batches
+from roberta_ft.data.batches import FORWARD_OVERHEAD_TOKENS, bucketed_batches, collate, padding_multiple, sorted_batches
 from roberta_ft.data.tokens import Encoded
 from roberta_ft.errors import TrainingError
+from roberta_ft.speed import packing
 from roberta_ft.speed.cpu_dropout import fast_cpu_dropout
-from roberta_ft.speed.first_token import first_token_only
+from roberta_ft.speed.first_token import first_token_only, first_tokens_at
 
 if TYPE_CHECKING:
     from roberta_ft.config import TrainConfig
@@ -689,10 +690,14 @@ def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int, *, ac
         return np.zeros((0, model.config.num_labels), dtype=np.float32)
     process, processes = accelerator.process_index, accelerator.num_processes
     # Under data parallelism each process predicts every n-th batch; the rows are put back in order below.
-    mine = sorted_batches(data.lengths, batch_size)[process::processes]
+    # Packed rows (speed/packing.py) take the padding out of a batch of mixed lengths, so they need
+    # no length-grouped cuts: one pass per batch_size rows is cheapest (docs/performance.md).
+    packer = packing.packer(model)
+    overhead = None if packer is not None else FORWARD_OVERHEAD_TOKENS
+    mine = sorted_batches(data.lengths, batch_size, overhead_tokens=overhead)[process::processes]
     outputs, order = [], []
     with first_token_only(model):
-        _predict_batches(model, data, mine, outputs, order, accelerator=accelerator, pad_id=pad_id)
+        _predict_batches(model, data, mine, outputs, order, accelerator=accelerator, pad_id=pad_id, packer=packer)
     local_logits = np.concatenate(outputs) if outputs else np.zeros((0, model.config.num_labels), dtype=np.float32)
     local_order = np.concatenate(order) if order else np.zeros((0,), dtype=np.int64)
     if processes > 1:
@@ -709,11 +714,30 @@ def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int, *, ac
     return logits
 
 
-def _predict_batches(model, data: Encoded, batches, outputs: list, order: list, *, accelerator, pad_id: int) -> None:
-    """Append each batch's float32 logits to `outputs` and its row indices to `order`."""
+def _predict_batches(
+    model, data: Encoded, batches, outputs: list, order: list, *, accelerator, pad_id: int, packer=None
+) -> None:
+    """Append each batch's float32 logits to `outputs` and its row indices to `order`.
+
+    With a `packer` (speed/packing.py), a batch whose short texts can share rows runs packed.
+    """
+    device = accelerator.device
     for indices in batches:
-        batch = _device_batch(data, indices, pad_id, accelerator)
-        with accelerator.autocast():
+        packed = packer and packing.pack(
+            data.input_ids,
+            indices,
+            pad_id,
+            position_offset=packer.position_offset,
+            token_type_ids=data.token_type_ids,
+            pad_to_multiple_of=padding_multiple(device.type),
+        )
+        if packed is None:
+            batch, firsts = _device_batch(data, indices, pad_id, accelerator), contextlib.nullcontext()
+        else:
+            batch = _to_device(packed.model_inputs(), device)
+            rows, starts = (torch.from_numpy(part).to(device) for part in (packed.rows, packed.starts))
+            firsts = first_tokens_at(model, rows, starts)
+        with accelerator.autocast(), firsts:
             logits = model(**batch).logits
         outputs.append(logits.float().cpu().numpy())
         order.append(indices)

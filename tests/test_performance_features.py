@@ -311,6 +311,112 @@ def test_first_token_only_leaves_other_heads_and_layouts_alone():
         assert not switched
 
 
+def _tiny_bert_classifier():
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=120, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        num_labels=3, type_vocab_size=2,
+    )  # fmt: skip
+    return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+
+
+def _mixed_length_rows(count, seed, *, pairs=False):
+    """Token ids of texts from 2 to 40 tokens (a served batch in arrival order), with token types for pairs."""
+    rng = np.random.default_rng(seed)
+    ids, types = [], []
+    for _ in range(count):
+        length = int(rng.choice([2, 3, 5, 8, 13, 21, 40]))
+        ids.append([0, *rng.integers(5, 120, length - 1).tolist()])
+        first = max(1, length // 2)
+        types.append([0] * first + [1] * (length - first))
+    return ids, (types if pairs else None)
+
+
+@pytest.mark.parametrize("kind", ["roberta", "bert-pairs"])
+def test_packed_inference_gives_each_texts_own_logits(kind, monkeypatch):
+    """Texts packed into shared rows get the logits each text gets alone, in order; the padded path agrees."""
+    import torch
+
+    from roberta_ft.data.tokens import Encoded
+    from roberta_ft.loop import predict_logits
+    from roberta_ft.runtime import Runtime, make_accelerator
+    from roberta_ft.speed import packing
+
+    model = (_tiny_classifier() if kind == "roberta" else _tiny_bert_classifier()).eval()
+    pad_id = model.config.pad_token_id
+    ids, types = _mixed_length_rows(37, seed=4, pairs=kind != "roberta")
+    data = Encoded(ids, None, token_type_ids=types)
+    accelerator = make_accelerator(Runtime("cpu", "fp32", "test"))
+    shapes = []
+    real_pack, real_packer = packing.pack, packing.packer
+
+    def counting_pack(*args, **kwargs):
+        packed = real_pack(*args, **kwargs)
+        shapes.append(None if packed is None else (len(packed.rows), packed.input_ids.shape[0]))
+        return packed
+
+    monkeypatch.setattr(packing, "pack", counting_pack)
+    packed_logits = predict_logits(model, data, 16, accelerator=accelerator, pad_id=pad_id)
+    # It really packed: fewer rows than texts in some batch.
+    assert any(shape is not None and shape[1] < shape[0] for shape in shapes), shapes
+    with torch.inference_mode():
+        alone = np.concatenate([
+            model(
+                input_ids=torch.tensor([row]),
+                **({"token_type_ids": torch.tensor([types[i]])} if types else {}),
+            ).logits.numpy()
+            for i, row in enumerate(ids)
+        ])  # fmt: skip
+    np.testing.assert_allclose(packed_logits, alone, rtol=1e-4, atol=2e-5)
+    monkeypatch.setattr(packing, "packer", lambda model: None)
+    padded_logits = predict_logits(model, data, 16, accelerator=accelerator, pad_id=pad_id)
+    np.testing.assert_allclose(packed_logits, padded_logits, rtol=1e-4, atol=2e-5)
+    # The positions matter: the same rows with positions not restarting at each text give other logits.
+    if kind == "roberta":
+        packer = real_packer(model)
+        assert packer is not None and packer.position_offset == model.config.pad_token_id + 1
+        monkeypatch.setattr(packing, "packer", lambda model: packing.Packer(model, 0))
+        shifted = predict_logits(model, data, 16, accelerator=accelerator, pad_id=pad_id)
+        assert not np.allclose(shifted, alone, atol=1e-3)
+
+
+def test_packing_keeps_every_token_once_and_leaves_similar_lengths_padded():
+    from roberta_ft.speed import packing
+
+    ids, types = _mixed_length_rows(50, seed=7, pairs=True)
+    indices = list(range(3, 50, 2))
+    packed = packing.pack(ids, indices, 1, position_offset=2, token_type_ids=types)
+    assert packed is not None
+    width = max(len(ids[i]) for i in indices)
+    assert packed.input_ids.shape[1] == width and packed.input_ids.shape[0] < len(indices)
+    for k, i in enumerate(indices):
+        row, start = packed.rows[k], packed.starts[k]
+        span = slice(start, start + len(ids[i]))
+        assert packed.input_ids[row, span].tolist() == ids[i]
+        assert packed.token_type_ids[row, span].tolist() == types[i]
+        assert packed.position_ids[row, span].tolist() == list(range(2, 2 + len(ids[i])))
+        assert (packed.segments[row, span] == k).all()
+    assert (packed.segments >= 0).sum() == sum(len(ids[i]) for i in indices)  # every token once, none lost
+    mask = packed.model_inputs()["attention_mask"]
+    assert mask.shape == (packed.input_ids.shape[0], 1, width, width)
+    # A text's tokens see exactly its own tokens.
+    k = 5
+    row, start, length = packed.rows[k], packed.starts[k], len(ids[indices[k]])
+    assert mask[row, 0, start].sum() == length and mask[row, 0, start, start : start + length].all()
+    # Lengths where no two texts fit in one row: the padded batch runs (None).
+    similar = [[0] + [7] * n for n in (20, 22, 25, 30)]
+    assert packing.pack(similar, [0, 1, 2, 3], 1, position_offset=2) is None
+    assert packing.pack(ids, [0], 1, position_offset=2) is None
+    # On CUDA the rows are rounded up to a multiple of 8, as padded batches are: room for more texts.
+    three = [[0] * 7, [0] * 4, [0] * 4]
+    assert packing.pack(three, [0, 1, 2], 1, position_offset=0) is None  # 7 wide: the two 4s do not fit together
+    rounded = packing.pack(three, [0, 1, 2], 1, position_offset=0, pad_to_multiple_of=8)
+    assert rounded is not None and rounded.input_ids.shape == (2, 8) and rounded.rows.tolist() == [0, 1, 1]
+
+
 def test_training_with_the_fast_paths_matches_a_plain_run(tmp_path, monkeypatch):
     """The whole loop with and without the first-token last layer: the same losses and metrics.
 

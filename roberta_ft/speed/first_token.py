@@ -58,21 +58,29 @@ def _last_layer(model):
     return layer
 
 
-def _first_token_forward(self, hidden_states, attention_mask=None, *args, attention_function, **kwargs):
+def _first_token_forward(self, hidden_states, attention_mask=None, *args, attention_function, firsts=None, **kwargs):
     """The last layer, evaluated for position 0 only; returns a (batch, 1, hidden) tensor.
 
-    The encoder's other arguments (cross-attention inputs, cache, position ids) do not apply to the
-    encoder-only models `_last_layer` accepts.
+    `firsts`, for packed rows (speed/packing.py): the (row, position) of each text's first token; the
+    result then has one entry per text, in that order. The encoder's other arguments (cross-attention
+    inputs, cache, position ids) do not apply to the encoder-only models `_last_layer` accepts.
     """
     attention = self.attention.self
-    batch, length, _ = hidden_states.shape
-    first = hidden_states[:, :1]
+    rows_in, length, _ = hidden_states.shape
     heads = (-1, attention.attention_head_size)
+    key = attention.key(hidden_states).view(rows_in, length, *heads).transpose(1, 2)
+    value = attention.value(hidden_states).view(rows_in, length, *heads).transpose(1, 2)
+    if firsts is None:
+        first = hidden_states[:, :1]
+        if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.shape[-2] > 1:
+            attention_mask = attention_mask[:, :, :1, :]  # the first query's row of the (batch, 1, L, L) mask
+    else:
+        rows, starts = firsts
+        first = hidden_states[rows, starts].unsqueeze(1)
+        key, value = key[rows], value[rows]  # each text against the keys and values of its own row
+        attention_mask = attention_mask[rows, :, starts].unsqueeze(-2)  # (texts, 1, 1, L): its mask row
+    batch = first.shape[0]
     query = attention.query(first).view(batch, 1, *heads).transpose(1, 2)
-    key = attention.key(hidden_states).view(batch, length, *heads).transpose(1, 2)
-    value = attention.value(hidden_states).view(batch, length, *heads).transpose(1, 2)
-    if attention_mask is not None and attention_mask.dim() == 4 and attention_mask.shape[-2] > 1:
-        attention_mask = attention_mask[:, :, :1, :]  # the first query's row of the (batch, 1, L, L) mask
     context, _ = attention_function(
         attention,
         query,
@@ -93,13 +101,38 @@ def first_token_only(model) -> Iterator[bool]:
     if layer is None or "forward" in vars(layer):  # unsupported, or already switched by an outer block
         yield layer is not None
         return
+    layer.forward = _switched_forward(layer)
+    try:
+        yield True
+    finally:
+        del layer.forward
+
+
+@contextlib.contextmanager
+def first_tokens_at(model, rows, starts) -> Iterator[None]:
+    """Within the block, the last layer computes only the tokens at (`rows`, `starts`): packed texts' first.
+
+    For models `_last_layer` accepts; whatever forward the layer had (the plain one, or
+    `first_token_only`'s) is back afterwards.
+    """
+    layer = _last_layer(model)
+    if layer is None:
+        raise ValueError(f"{type(model).__name__} has no first-token last layer")  # callers check first: a bug
+    previous = vars(layer).get("forward")
+    layer.forward = _switched_forward(layer, firsts=(rows, starts))
+    try:
+        yield
+    finally:
+        if previous is None:
+            del layer.forward
+        else:
+            layer.forward = previous
+
+
+def _switched_forward(layer, **options):
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     attention = layer.attention.self
     eager = sys.modules[type(attention).__module__].eager_attention_forward  # the model file's own eager path
     function = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager)
-    layer.forward = types.MethodType(functools.partial(_first_token_forward, attention_function=function), layer)
-    try:
-        yield True
-    finally:
-        del layer.forward
+    return types.MethodType(functools.partial(_first_token_forward, attention_function=function, **options), layer)
