@@ -213,8 +213,10 @@ def peer_main(parse_args, run, argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_measured(command: list[str], timeout: float | None = None, env: dict[str, str] | None = None) -> MeasuredRun:
-    """Run a command and return its output with the peak RSS of that one child (via ``os.wait4``).
+def run_measured(
+    command: list[str], timeout: float | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> MeasuredRun:
+    """Run a command (in `cwd`) and return its output with the peak RSS of that one child (via ``os.wait4``).
 
     ``wait4`` reports the child's own ``ru_maxrss`` (the largest of it and any descendants it
     waited for), so runs measured one after another in the same parent do not contaminate each
@@ -223,7 +225,7 @@ def run_measured(command: list[str], timeout: float | None = None, env: dict[str
     pressure_before = cpu_pressure_total_us()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True)
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env, text=True, cwd=cwd)
         timer = threading.Timer(timeout, process.kill) if timeout is not None else None
         if timer is not None:
             timer.start()

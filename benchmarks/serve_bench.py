@@ -10,15 +10,19 @@
    requests one after another over its own keep-alive connection (bounded loops: they stop by
    themselves). Throughput is texts answered / wall time of that phase; p50/p99 latency per request;
    the server's batch counters from GET /info.
+   Steps 1 and 2 run in turn `--repeats` times (default 3); the medians make the ratios.
 3. A mixed run on a fresh server: `--mixed-requests` requests from the same clients, about a quarter of
    them invalid (malformed JSON, wrong types, empty lists, unknown fields, pairs to a single-text
    model, too many texts, a body over the limit, top_k over the labels): every valid answer must be a
    200 with predict's labels, every invalid one its 4xx; the server's RSS before, and after each of
-   `--mixed-rounds` rounds of the same requests (does it level off?).
+   `--mixed-rounds` rounds of the same requests (does it level off?). At `--mixed-precision` (fp32),
+   against a predict run at that precision: in bf16 a text at 50/50 can tip with its batch's shape.
 
 The clients are a few lines of asyncio over raw HTTP/1.1 (no client library), so that on a small
 machine the load generator takes as little CPU from the server as possible. Everything runs on
-127.0.0.1. Prints a table and writes `serve_bench.json` in the work dir.
+127.0.0.1. Every process runs in the work dir, so `--ours-command "env PYTHONPATH=CHECKOUT python -m
+roberta_ft"` runs that checkout (from inside a checkout, `python -m` would import the one there).
+Prints a table and writes `serve_bench.json` in the work dir.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import random
 import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -135,7 +140,7 @@ class Server:
         if threads is not None:
             env["OMP_NUM_THREADS"] = str(threads)  # the server's torch threads (roberta-ft respects it)
         with open(log, "w", encoding="utf-8") as handle:
-            self.process = subprocess.Popen(full, stdout=handle, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(full, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
         deadline = time.monotonic() + timeout
         while not self._ready():
             if self.process.poll() is not None:
@@ -230,12 +235,14 @@ def single_text_plans(texts: list[str], clients: int, per_client: int) -> list[l
     ]
 
 
-def throughput_run(settings, model_dir: Path, texts: list[str], labels: list[str], batch: int) -> dict:
+def throughput_run(
+    settings, model_dir: Path, texts: list[str], labels: list[str], batch: int, command: list[str] | None = None
+) -> dict:
     options = ["--max-batch-size", str(batch), "--max-wait-ms", str(settings.max_wait_ms), *settings.server_options]
     server = Server(
-        settings.ours_command,
+        command or settings.ours_command,
         model_dir,
-        settings.work_dir / f"serve-batch{batch}.log",
+        settings.work_dir / f"serve-batch{batch}{'-compare' if command else ''}.log",
         options,
         settings.timeout,
         settings.server_threads,
@@ -311,7 +318,7 @@ def mixed_run(settings, model_dir: Path, texts: list[str], labels: list[str], nu
         settings.ours_command,
         model_dir,
         settings.work_dir / "serve-mixed.log",
-        [*options, *settings.server_options],
+        [*options, "--precision", settings.mixed_precision],
         settings.timeout,
         settings.server_threads,
     )
@@ -380,7 +387,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mixed-requests", type=int, default=2000)
     parser.add_argument("--mixed-rounds", type=int, default=3, help="the mixed requests sent this many times in all")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
-    parser.add_argument("--precision", default="auto", help="of predict and the server alike")
+    parser.add_argument("--precision", default="auto", help="of predict and the servers alike (throughput runs)")
+    parser.add_argument(
+        "--mixed-precision", default="fp32", help="of the mixed run and the predict run its labels are checked against"
+    )
     parser.add_argument(
         "--server-threads", type=int, default=None, help="OMP_NUM_THREADS of the servers only (default: torch's choice)"
     )
@@ -391,12 +401,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR / "serve")
     parser.add_argument("--timeout", type=float, default=600, help="seconds for predict, or for a server to get ready")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--compare-command",
+        default=None,
+        help='another installation\'s CLI (e.g. "env PYTHONPATH=OLD_CHECKOUT python -m roberta_ft"): '
+        "its batching server runs in each round too, side by side",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds of predict / batching on / off, in turn (medians reported)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.clients, args.requests_per_client, args.mixed_requests = 8, 5, 200
+        args.clients, args.requests_per_client, args.mixed_requests, args.repeats = 8, 5, 200, 1
     args.ours_command = shlex.split(args.ours_command) if args.ours_command else [sys.executable, "-m", "roberta_ft"]
+    args.compare_command = shlex.split(args.compare_command) if args.compare_command else None
     args.server_options = ["--precision", args.precision]
     args.work_dir = args.work_dir.resolve()
+    args.model_dir, args.texts = args.model_dir.resolve(), args.texts.resolve()  # the processes run in the work dir
     return args
 
 
@@ -419,47 +440,89 @@ def main(argv: list[str] | None = None) -> int:
     sent = settings.work_dir / "serve_texts.txt"
     sent.write_text("".join(text + "\n" for text in texts), encoding="utf-8")
 
-    print(f"predict: {count} texts", file=sys.stderr, flush=True)
     output = settings.work_dir / "predict.jsonl"
-    output.unlink(missing_ok=True)
     command = [*settings.ours_command, "predict", str(settings.model_dir), str(sent), "--output", str(output)]
     command += [*settings.server_options, "--json"]
-    predicted = run_measured(command, timeout=settings.timeout, env=offline_env())
-    if predicted.returncode != 0:
-        print(
-            f"predict failed ({predicted.returncode}): {shlex.join(command)}\n{predicted.stderr[-2000:]}",
-            file=sys.stderr,
-        )
-        return 1
-    labels = read_ours_labels(output)
+    results: dict = {"model_dir": str(settings.model_dir), "texts": str(settings.texts), "clients": settings.clients}
+    results["predict"] = {"command": shlex.join(command), "texts_per_s_each": []}
+    each_run: dict[int, list[dict]] = {64: [], 1: []}
+    labels: list[str] = []
+    compared: list[dict] = []
+    # predict, batching on, batching off, in turn, --repeats times: on a shared machine the medians of
+    # runs side by side, not one run of each, make the ratios.
+    for round_number in range(1, settings.repeats + 1):
+        print(f"round {round_number}/{settings.repeats}: predict {count} texts", file=sys.stderr, flush=True)
+        output.unlink(missing_ok=True)
+        predicted = run_measured(command, timeout=settings.timeout, env=offline_env(), cwd=settings.work_dir)
+        if predicted.returncode != 0:
+            print(
+                f"predict failed ({predicted.returncode}): {shlex.join(command)}\n{predicted.stderr[-2000:]}",
+                file=sys.stderr,
+            )
+            return 1
+        labels = labels or read_ours_labels(output)
+        results["predict"]["texts_per_s_each"].append(parse_ours_output(predicted.stdout)["texts_per_s"])
+        for batch in (64, 1):
+            print(
+                f"round {round_number}/{settings.repeats}: serve --max-batch-size {batch}: "
+                f"{settings.clients} clients x {settings.requests_per_client}",
+                file=sys.stderr,
+                flush=True,
+            )
+            each_run[batch].append(throughput_run(settings, settings.model_dir, texts, labels, batch))
+        if settings.compare_command:
+            print(
+                f"round {round_number}/{settings.repeats}: the compared server, batching", file=sys.stderr, flush=True
+            )
+            compared.append(
+                throughput_run(settings, settings.model_dir, texts, labels, 64, command=settings.compare_command)
+            )
     config = json.loads((settings.model_dir / "config.json").read_text(encoding="utf-8"))
     num_labels = len(config.get("id2label") or {}) or 2
-
-    results: dict = {"model_dir": str(settings.model_dir), "texts": str(settings.texts), "clients": settings.clients}
-    results["predict"] = {
-        "texts_per_s": parse_ours_output(predicted.stdout)["texts_per_s"],
-        "command": shlex.join(command),
-    }
-    results["runs"] = []
-    for batch in (64, 1):
-        print(
-            f"serve --max-batch-size {batch}: {settings.clients} clients x {settings.requests_per_client}",
-            file=sys.stderr,
-            flush=True,
-        )
-        results["runs"].append(throughput_run(settings, settings.model_dir, texts, labels, batch))
+    results["predict"]["texts_per_s"] = statistics.median(results["predict"]["texts_per_s_each"])
+    results["runs"] = [_median_run(each_run[batch]) for batch in (64, 1)]
+    if compared:
+        results["compared"] = {"command": shlex.join(settings.compare_command), **_median_run(compared)}
+    if settings.mixed_precision != settings.precision:
+        # The mixed run checks every answer's label against predict's at the same precision: in bf16 a
+        # text at a 50/50 probability can tip either way with the shape of its batch.
+        print(f"predict {count} texts at --precision {settings.mixed_precision}", file=sys.stderr, flush=True)
+        output.unlink(missing_ok=True)
+        reference_command = [
+            *command[: command.index("--precision")],
+            "--precision",
+            settings.mixed_precision,
+            "--json",
+        ]
+        if run_measured(
+            reference_command, timeout=settings.timeout, env=offline_env(), cwd=settings.work_dir
+        ).returncode:
+            print(f"predict failed: {shlex.join(reference_command)}", file=sys.stderr)
+            return 1
+        labels = read_ours_labels(output)
     print(f"mixed run: {settings.mixed_requests} requests", file=sys.stderr, flush=True)
     results["mixed"] = mixed_run(settings, settings.model_dir, texts, labels, num_labels)
+    results["mixed"]["precision"] = settings.mixed_precision
 
     on, off = results["runs"]
     reference = results["predict"]["texts_per_s"]
     results["batching_speedup"] = on["texts_per_s"] / off["texts_per_s"] if off["texts_per_s"] else None
     results["share_of_predict"] = on["texts_per_s"] / reference if reference else None
+    results["share_of_predict_each_round"] = [
+        served / predicted
+        for served, predicted in zip(on["texts_per_s_each"], results["predict"]["texts_per_s_each"], strict=True)
+    ]
     (settings.work_dir / "serve_bench.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print_report(results)
     print(f"wrote {settings.work_dir / 'serve_bench.json'}", file=sys.stderr)
     mixed = results["mixed"]
     return 0 if not mixed["valid_wrong"] and not mixed["invalid_wrong_status"] and mixed["healthy_after"] else 1
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median texts/s (its latencies and counters), with every run's texts/s beside it."""
+    ordered = sorted(runs, key=lambda run: run["texts_per_s"] or 0)
+    return {**ordered[(len(ordered) - 1) // 2], "texts_per_s_each": [run["texts_per_s"] for run in runs]}
 
 
 def _number(value, digits: int = 1) -> str:
@@ -485,13 +548,29 @@ def print_report(results: dict) -> None:
             f"{run['batches']} | {_number(run['mean_batch_size'], 2)} | {_number(agree * 100 if agree is not None else None)}% | "
             f"{_number(run['server_rss_mb'], 0)} |"
         )
+    each = {"predict": results["predict"]["texts_per_s_each"]}
+    each.update({f"batch {run['max_batch_size']}": run["texts_per_s_each"] for run in results["runs"]})
     print(
-        f"\nbatching on / off: {_number(results['batching_speedup'], 2)}x; "
-        f"batching / predict: {_number((results['share_of_predict'] or 0) * 100)}%"
+        "\ntexts/s of each round (medians above): "
+        + "; ".join(f"{name} {', '.join(_number(value) for value in values)}" for name, values in each.items())
+    )
+    compared = results.get("compared")
+    if compared:
+        ours = results["runs"][0]["texts_per_s"]
+        print(
+            f"compared server ({compared['command']}), batching: {_number(compared['texts_per_s'])} texts/s "
+            f"(rounds {', '.join(_number(value) for value in compared['texts_per_s_each'])}); p50 "
+            f"{_number(compared['p50_ms'])} ms, p99 {_number(compared['p99_ms'])} ms, mean batch "
+            f"{_number(compared['mean_batch_size'], 2)}; ours / compared: {_number(ours / compared['texts_per_s'], 2)}x"
+        )
+    print(
+        f"batching on / off: {_number(results['batching_speedup'], 2)}x; "
+        f"batching / predict: {_number((results['share_of_predict'] or 0) * 100)}% (medians; each round "
+        f"{', '.join(_number(share * 100) + '%' for share in results['share_of_predict_each_round'])})"
     )
     mixed = results["mixed"]
     print(
-        f"mixed run: {mixed['requests']} requests ({mixed['valid']} valid, {mixed['invalid']} invalid) in "
+        f"mixed run (--precision {mixed['precision']}): {mixed['requests']} requests ({mixed['valid']} valid, {mixed['invalid']} invalid) in "
         f"{_number(mixed['wall_seconds'])} s; valid answered wrongly: {mixed['valid_wrong']}; invalid without "
         f"their 4xx: {mixed['invalid_wrong_status']}; healthy after: {mixed['healthy_after']}; server RSS "
         f"{_number(mixed['server_rss_mb_before'], 0)} -> "

@@ -430,13 +430,12 @@ def _run_batcher(max_batch_size: int, requests: list[list[str]], forward=None, m
         return np.array([[float(text.split("-")[1])] for text in texts])
 
     async def main():
-        with ThreadPoolExecutor(1) as pool:
-            batcher = Batcher(forward or default_forward, pool, max_batch_size=max_batch_size, max_wait=max_wait)
-            batcher.start()
-            futures = [batcher.submit(texts, None) for texts in requests]
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            await batcher.close()
-            return results, batcher.counters
+        batcher = Batcher(forward or default_forward, max_batch_size=max_batch_size, max_wait=max_wait)
+        batcher.start()
+        futures = [batcher.submit(texts, None) for texts in requests]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        await batcher.close()
+        return results, batcher.counters
 
     results, counters = asyncio.run(main())
     return results, seen, counters
@@ -475,22 +474,53 @@ def test_the_batcher_waits_for_a_batch_to_fill_but_not_longer():
     from roberta_ft.serve import Batcher
 
     async def main():
-        with ThreadPoolExecutor(1) as pool:
-            batcher = Batcher(lambda texts, pairs: np.zeros((len(texts), 1)), pool, max_batch_size=4, max_wait=0.3)
-            batcher.start()
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            first = batcher.submit(["a"], None)
-            await asyncio.sleep(0.05)
-            second = batcher.submit(["b"], None)
-            await asyncio.gather(first, second)
-            waited = loop.time() - started
-            full = [batcher.submit([str(i)], None) for i in range(4)]  # a full batch goes at once
-            started = loop.time()
-            await asyncio.gather(*full)
-            await batcher.close()
-            return waited, loop.time() - started, batcher.counters
+        batcher = Batcher(lambda texts, pairs: np.zeros((len(texts), 1)), max_batch_size=4, max_wait=0.3)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = batcher.submit(["a"], None)
+        await asyncio.sleep(0.05)
+        second = batcher.submit(["b"], None)
+        await asyncio.gather(first, second)
+        waited = loop.time() - started
+        full = [batcher.submit([str(i)], None) for i in range(4)]  # a full batch goes at once
+        started = loop.time()
+        await asyncio.gather(*full)
+        await batcher.close()
+        return waited, loop.time() - started, batcher.counters
 
     waited, full_wait, counters = asyncio.run(main())
     assert 0.25 <= waited < 2.0 and full_wait < 0.25
     assert counters.batches == 2 and counters.largest_batch == 4
+
+
+def test_texts_that_came_during_a_batch_wait_for_the_rest_of_their_wave():
+    """After a long batch, a text that arrived meanwhile does not run alone: it waits (max_wait) for company."""
+    import threading
+
+    from roberta_ft.serve import Batcher
+
+    seen: list[list[str]] = []
+    first_done = threading.Event()
+
+    def forward(texts, pairs):
+        seen.append(list(texts))
+        if len(seen) == 1:
+            time.sleep(1.0)  # longer than max_wait: the text queued meanwhile is past its own deadline
+            first_done.set()
+        return np.zeros((len(texts), 1))
+
+    async def main():
+        batcher = Batcher(forward, max_batch_size=8, max_wait=0.5)
+        batcher.start()
+        first = batcher.submit(["slow"], None)
+        await asyncio.sleep(0.6)  # the slow batch is running (after its own 0.5 s wait)
+        lone = batcher.submit(["lone"], None)
+        await asyncio.to_thread(first_done.wait)
+        await asyncio.sleep(0.1)
+        wave = batcher.submit(["wave-1", "wave-2"], None)
+        await asyncio.gather(first, lone, wave)
+        await batcher.close()
+
+    asyncio.run(main())
+    assert seen == [["slow"], ["lone", "wave-1", "wave-2"]]
