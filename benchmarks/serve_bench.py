@@ -411,6 +411,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeats", type=int, default=3, help="rounds of predict / batching on / off, in turn (medians reported)"
     )
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.quick:
         args.clients, args.requests_per_client, args.mixed_requests, args.repeats = 8, 5, 200, 1
     args.ours_command = shlex.split(args.ours_command) if args.ours_command else [sys.executable, "-m", "roberta_ft"]

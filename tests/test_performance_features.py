@@ -378,7 +378,7 @@ def test_packed_inference_gives_each_texts_own_logits(kind, monkeypatch):
     if kind == "roberta":
         packer = real_packer(model)
         assert packer is not None and packer.position_offset == model.config.pad_token_id + 1
-        monkeypatch.setattr(packing, "packer", lambda model: packing.Packer(model, 0))
+        monkeypatch.setattr(packing, "packer", lambda model: packing.Packer(0))
         shifted = predict_logits(model, data, 16, accelerator=accelerator, pad_id=pad_id)
         assert not np.allclose(shifted, alone, atol=1e-3)
 

@@ -86,6 +86,11 @@ def padding_multiple(device_type: str) -> int:
     return 8 if device_type == "cuda" else 1
 
 
+def padded_width(longest: int, multiple: int) -> int:
+    """A batch's width: its longest row rounded up to `multiple` (padding_multiple)."""
+    return -(-longest // multiple) * multiple
+
+
 def collate(
     input_ids: Sequence[Sequence[int]],
     indices: Sequence[int],
@@ -97,7 +102,7 @@ def collate(
     """Pad one batch to its longest row, rounded up to a multiple of 8 (tensor-core and SIMD friendly)."""
     rows = [input_ids[i] for i in indices]
     longest = max(len(r) for r in rows)
-    width = -(-longest // pad_to_multiple_of) * pad_to_multiple_of if pad_to_multiple_of > 1 else longest
+    width = padded_width(longest, pad_to_multiple_of)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for r, row in enumerate(rows):

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from roberta_ft.data.batches import padded_width
 from roberta_ft.speed import first_token
 
 
 @dataclass(frozen=True)
 class Packer:
-    model: Any
     position_offset: int  # RoBERTa counts positions from padding_idx + 1 (its padding tokens' trick), BERT from 0
 
 
@@ -38,7 +37,7 @@ def packer(model) -> Packer | None:
     if embeddings is None or not hasattr(embeddings, "position_embeddings"):
         return None
     padding_idx = getattr(embeddings, "padding_idx", None)  # RobertaEmbeddings keeps it; BertEmbeddings does not
-    return Packer(model, 0 if padding_idx is None else padding_idx + 1)
+    return Packer(0 if padding_idx is None else padding_idx + 1)
 
 
 @dataclass
@@ -73,7 +72,7 @@ def pack(
     lengths = np.fromiter((len(input_ids[i]) for i in indices), dtype=np.int64, count=len(indices))
     if len(lengths) < 2:
         return None
-    width = -(-int(lengths.max()) // pad_to_multiple_of) * pad_to_multiple_of
+    width = padded_width(int(lengths.max()), pad_to_multiple_of)
     if int(np.partition(lengths, 1)[:2].sum()) > width:  # not even the two shortest fit in one row
         return None
     order = np.argsort(-lengths, kind="stable")
