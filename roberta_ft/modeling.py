@@ -187,7 +187,7 @@ def _ensure_pad_token(tokenizer, model) -> None:
 
 def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = TINY_VOCAB_SIZE, model_max_length: int = 512):
     """A byte-level BPE tokenizer trained on the given texts, wrapped as a RoBERTa tokenizer."""
-    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers import AddedToken, ByteLevelBPETokenizer
     from transformers import RobertaTokenizer
 
     bpe = ByteLevelBPETokenizer()
@@ -197,7 +197,10 @@ def train_tiny_tokenizer(texts: Iterable[str], vocab_size: int = TINY_VOCAB_SIZE
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     vocab = model["vocab"]
-    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    # As in roberta-base, <mask> takes the space before it: "is <mask> ." masks the word " hot" of
+    # "is hot .", not a lone space followed by a mask.
+    mask = AddedToken("<mask>", lstrip=True, rstrip=False)
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length, mask_token=mask)
     return tokenizer
 
 

@@ -311,6 +311,12 @@ def test_the_fill_mask_pipeline_loads_the_output(pretrained):
     vocabulary = set(json.loads((pretrained / "tokenizer.json").read_text())["model"]["vocab"])
     assert all(answer["token_str"].strip() for answer in answers)
     assert all(fill.tokenizer.convert_ids_to_tokens(answer["token"]) in vocabulary for answer in answers)
+    # <mask> takes the space before it, as in roberta-base: it stands where the word " cold" stood.
+    masked = fill.tokenizer("the snow is <mask> and")["input_ids"]
+    plain = fill.tokenizer("the snow is cold and")["input_ids"]
+    assert len(masked) == len(plain) and masked.index(fill.tokenizer.mask_token_id) == plain.index(
+        fill.tokenizer.convert_tokens_to_ids("Ġcold")
+    )
 
 
 def test_train_fine_tunes_from_the_pretrained_directory_and_says_the_lm_head_was_dropped(pretrained, tmp_path, logs):
