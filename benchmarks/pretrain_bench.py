@@ -6,11 +6,17 @@
     python benchmarks/pretrain_bench.py accuracy                # tiny: pretrain on SST-2 texts, then fine-tune 1,000 rows
     python benchmarks/pretrain_bench.py positions               # does the tiny masked LM learn to attend by position?
     python benchmarks/pretrain_bench.py neighbours              # SST-2's context from counts: unigram vs both neighbours
+    python benchmarks/pretrain_bench.py locality --repeats 3    # tiny: the cost of the locality bias per step
+    python benchmarks/pretrain_bench.py probe --model-dir A,B   # a linear sentiment probe on masked LMs' states
 
 speed / lever: a distilroberta-shape masked LM (random weights, the real roberta-base tokenizer from
 ../shared), the first 20,000 SST-2 training sentences, blocks of 128 tokens, 16 sequences per step,
 --steps optimizer steps; tokens/s over the steps after the first (both sides time each step), runs
 alternating ours / peer in one process tree. Our side runs `roberta_ft.pretrain` in a subprocess.
+
+locality: the tiny masked LM on SST-2's sentences (blocks of --block-size, default 64; --batch-size
+sequences), --steps steps with the locality warm-up's bias on every step (`--locality-warmup 1`)
+against none (`0`), alternating: what the bias costs per step while it lasts.
 
 accuracy: `pretrain --model tiny` on SST-2's 67,349 training sentences (texts only), then `train` on the
 first 1,000 labelled rows, from the pretrained model and from `--model tiny` (no pretraining), at each
@@ -81,7 +87,7 @@ def _shape_args(args) -> list[str]:
             "--precision", args.precision]  # fmt: skip
 
 
-def _ours_command(model: Path, corpus: Path, output: Path, args, sparse: bool = True) -> list[str]:
+def _ours_command(model: Path | str, corpus: Path, output: Path, args, sparse: bool = True, extra=()) -> list[str]:
     return [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -94,6 +100,7 @@ def _ours_command(model: Path, corpus: Path, output: Path, args, sparse: bool = 
         str(output),
         *_shape_args(args),
         *([] if sparse else ["--dense-head"]),
+        *extra,
     ]
 
 
@@ -138,6 +145,8 @@ def _ours(args) -> None:
         overwrite=True,
         sparse_head=not args.dense_head,
         validation_split=0.01,
+        locality_warmup=args.locality_warmup,
+        vocab_size=args.vocab_size,
     )
     result = pretrain(config, progress=timer)
     timed = timer.times[1:]
@@ -167,26 +176,32 @@ def _measure(command: list[str], label: str) -> dict:
     return result
 
 
-def speed(args, lever: bool) -> dict:
+def speed(args, lever: bool, locality: bool = False) -> dict:
     shared = require_shared(args.shared)
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    model = _distilroberta_mlm(shared, work)
-    corpus = _corpus(shared, work, 20_000)
-    peer = [
-        sys.executable,
-        str(HERE / "peer_mlm_trainer.py"),
-        "--model-dir",
-        str(model),
-        "--corpus",
-        str(corpus),
-        *_shape_args(args),
-    ]
-    arms = {"ours": _ours_command(model, corpus, work / "ours", args)}
-    if lever:
-        arms["ours, full LM head"] = _ours_command(model, corpus, work / "dense", args, sparse=False)
+    if locality:
+        corpus = _corpus(shared, work, None)
+        arms = {
+            name: _ours_command("tiny", corpus, work / f"locality-{share}", args, extra=["--locality-warmup", share])
+            for name, share in (("tiny, locality bias on every step", "1"), ("tiny, no bias", "0"))
+        }
     else:
-        arms["Trainer + DataCollatorForLanguageModeling"] = peer
+        model = _distilroberta_mlm(shared, work)
+        corpus = _corpus(shared, work, 20_000)
+        arms = {"ours": _ours_command(model, corpus, work / "ours", args)}
+        if lever:
+            arms["ours, full LM head"] = _ours_command(model, corpus, work / "dense", args, sparse=False)
+        else:
+            peer = [
+                sys.executable,
+                str(HERE / "peer_mlm_trainer.py"),
+                "--model-dir",
+                str(model),
+                "--corpus",
+                str(corpus),
+            ]
+            arms["Trainer + DataCollatorForLanguageModeling"] = [*peer, *_shape_args(args)]
     runs: dict[str, list[dict]] = {name: [] for name in arms}
     for repeat in range(args.repeats):
         for name, command in arms.items():  # alternating, so drifts in the machine's load hit both
@@ -194,7 +209,9 @@ def speed(args, lever: bool) -> dict:
     names = list(arms)
     median = {name: statistics.median(r["tokens_per_second"] for r in runs[name]) for name in names}
     summary = {
-        "model": "distilroberta-shape (82M, random weights, roberta-base tokenizer)",
+        "model": "tiny (random weights, tokenizer trained on the corpus)"
+        if locality
+        else "distilroberta-shape (82M, random weights, roberta-base tokenizer)",
         "block_size": args.block_size,
         "batch_size": args.batch_size,
         "steps": args.steps,
@@ -273,6 +290,8 @@ def accuracy(args) -> dict:
         command += ["--max-length", str(args.block_size), "--batch-size", str(args.pretrain_batch_size)]
         command += ["--epochs", str(args.pretrain_epochs), "--learning-rate", str(args.pretrain_lr)]
         command += ["--vocab-size", str(args.vocab_size)]
+        if args.locality_warmup is not None:
+            command += ["--locality-warmup", str(args.locality_warmup)]
         run = run_measured(command, timeout=4 * 3600)
         if run.returncode != 0:
             raise SystemExit(run.stderr[-3000:])
@@ -315,6 +334,7 @@ def accuracy(args) -> dict:
             "learning_rate": pt_settings.get("learning_rate", args.pretrain_lr),
             "block_size": pt_settings.get("max_length", args.block_size),
             "vocab_size": pt_settings.get("vocab_size", args.vocab_size),
+            "locality_warmup": pt_settings.get("locality_warmup"),
             "steps": pt_metrics["best"].get("step"),
             "seconds": pretrain_seconds,
             "tokens_per_second": pt_metrics["train_tokens_per_second"],
@@ -433,9 +453,57 @@ def neighbours(args) -> dict:
     return result
 
 
+def _mean_states(encoder, tokenizer, texts: list[str]):
+    """Each text's last-layer hidden states averaged over its tokens (at most 64)."""
+    import numpy as np
+    import torch
+
+    out = []
+    for start in range(0, len(texts), 64):
+        batch = tokenizer(texts[start : start + 64], return_tensors="pt", padding=True, truncation=True, max_length=64)
+        with torch.no_grad():
+            hidden = encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"][..., None].float()
+        out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+    return np.concatenate(out)
+
+
+def probe(args) -> dict:
+    """What a masked LM's hidden states know of sentiment: a logistic regression (scikit-learn, its C by
+    cross-validation) on the mean last-layer state of the first --labelled SST-2 train rows (less the
+    10% that `train` would hold out: the same 900 rows), scored on SST-2 dev. --model-dir: the masked-LM
+    directories, comma-separated; "random:DIR" is DIR's network with fresh random weights (seed 0)."""
+    import torch
+    from sklearn.linear_model import LogisticRegressionCV
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    shared = require_shared(args.shared)
+    rows = read_sst2_tsv(shared / SST2_RELATIVE / "train.tsv")[: args.labelled]
+    rows = rows[: len(rows) - len(rows) // 10]
+    dev = read_sst2_tsv(shared / SST2_RELATIVE / "dev.tsv")
+    results = {}
+    for name in args.model_dir.split(","):
+        directory = name.removeprefix("random:")
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        if name.startswith("random:"):
+            torch.manual_seed(0)
+            model = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(directory))
+        else:
+            model = AutoModelForMaskedLM.from_pretrained(directory)
+        encoder = model.base_model.eval()
+
+        probe_model = LogisticRegressionCV(Cs=8, max_iter=2000)
+        probe_model.fit(_mean_states(encoder, tokenizer, [t for t, _ in rows]), [y for _, y in rows])
+        states = _mean_states(encoder, tokenizer, [t for t, _ in dev])
+        results[name] = probe_model.score(states, [y for _, y in dev])
+        print(f"| {name} | {results[name]:.4f} |", flush=True)
+    return {"train_rows": len(rows), "dev_rows": len(dev), "dev_accuracy": results}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("speed", "lever", "continued", "accuracy", "positions", "neighbours", "_ours"))
+    modes = ("speed", "lever", "locality", "continued", "accuracy", "positions", "neighbours", "probe", "_ours")
+    parser.add_argument("mode", choices=modes)
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED_DIR)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR / "pretrain")
     parser.add_argument("--repeats", type=int, default=3)
@@ -461,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--vocab-size", type=int, default=4096, help="accuracy: the tiny tokenizer's vocabulary")
     parser.add_argument(
+        "--locality-warmup", type=float, default=None, help="accuracy: pretrain's --locality-warmup (its default)"
+    )
+    parser.add_argument(
         "--inits", type=lambda s: [float(x) for x in s.split(",")], default=[0.02, 0.05, 0.1], help="positions"
     )
     parser.add_argument("--positions-steps", type=int, default=1500, help="positions: optimizer steps")
@@ -471,15 +542,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dense-head", action="store_true")
     args = parser.parse_args(argv)
     if args.block_size is None:
-        args.block_size = 64 if args.mode == "accuracy" else 128
+        args.block_size = 64 if args.mode in ("accuracy", "locality") else 128
     if args.mode == "_ours":
         _ours(args)
         return 0
-    result = {"speed": lambda: speed(args, lever=False), "lever": lambda: speed(args, lever=True)}.get(
+    result = {
+        "speed": lambda: speed(args, lever=False),
+        "lever": lambda: speed(args, lever=True),
+        "locality": lambda: speed(args, lever=False, locality=True),
+    }.get(
         args.mode,
-        lambda: {"continued": continued, "accuracy": accuracy, "positions": positions, "neighbours": neighbours}[
-            args.mode
-        ](args),
+        lambda: {
+            "continued": continued,
+            "accuracy": accuracy,
+            "positions": positions,
+            "neighbours": neighbours,
+            "probe": probe,
+        }[args.mode](args),
     )()
     path = DEFAULT_WORK_DIR / f"pretrain_{args.mode}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

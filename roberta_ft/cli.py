@@ -847,6 +847,13 @@ def pretrain(
     warmup_ratio: WarmupRatioOption = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay \\[default: 0.01].")] = None,
     mlm_probability: Annotated[float | None, typer.Option(help="Share of tokens masked \\[default: 0.15].")] = None,
+    locality_warmup: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of the steps during which attention starts biased toward nearby tokens, fading to none; "
+            "gets a model from scratch off the word-frequency plateau \\[default: 0.3 with --model tiny, else 0]."
+        ),
+    ] = None,
     vocab_size: Annotated[
         int | None, typer.Option(help="--model tiny: the tokenizer's vocabulary \\[default: 8192].")
     ] = None,

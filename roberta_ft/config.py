@@ -366,6 +366,9 @@ PRETRAIN_RECIPES = {
 }
 PRETRAIN_DEFAULTS = {"epochs": 10, "batch_size": 256, "warmup_ratio": 0.06}
 PRETRAIN_LEARNING_RATE = {"pretrained": 1e-4, "tiny": 1e-3}  # without a recipe or --learning-rate
+# The share of the steps over which attention's bias toward nearby tokens fades (masking.LocalityWarmup):
+# a model from random weights needs it to leave the masked LM's word-frequency plateau; a pretrained one does not.
+PRETRAIN_LOCALITY_WARMUP = {"pretrained": 0.0, "tiny": 0.3}
 MICRO_BATCH_TOKENS = {"cpu": 8192, "cuda": 32768, "mps": 8192}  # tokens per forward pass when not given
 
 
@@ -407,6 +410,7 @@ class PretrainConfig(_Settings):
     vocab_size: int = 8192  # --model tiny: the BPE vocabulary trained on the corpus
     trust_remote_code: bool = False
     sparse_head: bool = True  # the LM head only at masked positions (masking.py); False: on every position
+    locality_warmup: float | None = None  # share of the steps; None: PRETRAIN_LOCALITY_WARMUP
 
     @property
     def is_tiny(self) -> bool:
@@ -418,8 +422,14 @@ class PretrainConfig(_Settings):
             _check_choice("recipe", self.recipe, tuple(PRETRAIN_RECIPES))
         given = {key: value for key, value in self.to_dict().items() if value is not None}
         recipe = PRETRAIN_RECIPES.get(self.recipe, {}) if self.recipe else {}
-        learning_rate = PRETRAIN_LEARNING_RATE["tiny" if self.is_tiny else "pretrained"]
-        values = {**PRETRAIN_DEFAULTS, "learning_rate": learning_rate, **recipe, **given}
+        start = "tiny" if self.is_tiny else "pretrained"
+        values = {
+            **PRETRAIN_DEFAULTS,
+            "learning_rate": PRETRAIN_LEARNING_RATE[start],
+            "locality_warmup": PRETRAIN_LOCALITY_WARMUP[start],
+            **recipe,
+            **given,
+        }
         if values.get("max_steps") is not None and "epochs" not in given:
             values["epochs"] = 1  # the steps decide; the loop runs as many epochs as they need
         config = PretrainConfig.from_dict(values)
@@ -448,6 +458,11 @@ class PretrainConfig(_Settings):
         if not 0 < self.validation_split < 1:
             raise ConfigError(
                 f"--validation-split must be between 0 and 1, got {self.validation_split!r}", "pass e.g. 0.05"
+            )
+        if self.locality_warmup is not None and not 0 <= self.locality_warmup <= 1:
+            raise ConfigError(
+                f"--locality-warmup must be between 0 and 1 (a share of the steps), got {self.locality_warmup!r}",
+                "pass e.g. 0.3, or 0 for none",
             )
         if not 0 < self.mlm_probability < 1:
             raise ConfigError(

@@ -80,8 +80,9 @@ class LoopSettings:
 class Objective(Protocol):
     """What the loop optimises and how it evaluates: the loop itself never looks inside a batch."""
 
-    def loss(self, model: torch.nn.Module, indices: np.ndarray, epoch: int, accelerator) -> torch.Tensor:
-        """The mean loss over the training samples `indices` (a micro-batch), forward pass included."""
+    def loss(self, model: torch.nn.Module, indices: np.ndarray, epoch: int, accelerator, step: int) -> torch.Tensor:
+        """The mean loss over the training samples `indices` (a micro-batch), forward pass included;
+        `step`: the optimizer steps done before this one (for objectives with a schedule of their own)."""
         ...
 
     def evaluate(self, model: torch.nn.Module, accelerator) -> dict[str, float]:
@@ -103,7 +104,7 @@ class Classification:
     def __post_init__(self) -> None:
         self.targets = torch.from_numpy(self.train_data.targets)
 
-    def loss(self, model, indices, epoch, accelerator) -> torch.Tensor:
+    def loss(self, model, indices, epoch, accelerator, step) -> torch.Tensor:
         batch = _device_batch(self.train_data, indices, self.pad_id, accelerator)
         batch_targets = self.targets[indices].to(accelerator.device, non_blocking=True)
         with accelerator.autocast():
@@ -617,7 +618,7 @@ def _accumulate_gradients(run: _Run, global_batch, micro_batch: int) -> tuple[to
         # Gradients are all-reduced once per optimizer step, not per micro-batch.
         context = accelerator.no_sync(run.model) if not last else contextlib.nullcontext()
         with context:
-            loss = run.objective.loss(run.model, indices, run.state.epoch, accelerator)
+            loss = run.objective.loss(run.model, indices, run.state.epoch, accelerator, run.state.step)
             # Weight each micro-batch by its share of the global batch, so the step is a mean over samples.
             accelerator.backward(loss * (len(indices) * processes / len(global_batch)))
         loss_sum += loss.detach() * len(indices)

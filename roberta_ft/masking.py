@@ -11,6 +11,16 @@ multiply-adds per position (about 40% of roberta-base's arithmetic per token wit
 85% of positions carry no label. The encoder runs on every position; the LM head (its transform and
 the projection) runs on the masked positions alone. The loss is the same cross-entropy over the same
 positions, so only the arithmetic changes; `sparse=False` runs the usual full head for comparison.
+
+The locality warm-up (`LocalityWarmup`): a masked LM from random weights first learns the corpus's
+word frequencies and then sits on that plateau, attending evenly over the block, because to learn
+that a word's neighbours tell it most the attention must already look at them, and it cannot learn
+to look until the values it would find there are useful. So while pretraining from scratch, each
+head's attention scores start with a bias toward nearby tokens, -slope x distance (ALiBi's shape;
+slopes 2, 1, 1/2, ... per head), which fades linearly to nothing over the first share of the
+steps. The model learns what neighbours say while the bias points at them, and its own
+position embeddings take over as the bias fades; evaluation, the saved model and everything after
+it run without any bias (docs/pretraining.md).
 """
 
 from __future__ import annotations
@@ -64,6 +74,28 @@ class Masker:
         return inputs, positions, labels
 
 
+@dataclass(frozen=True)
+class LocalityWarmup:
+    """Attention scores biased by -slope x |i - j| (slopes 2, 1, 1/2, ... per head), fading linearly
+    to no bias at all by optimizer step `steps`."""
+
+    steps: int  # optimizer steps until the bias is gone; 0: none at all
+    heads: int
+
+    def weight(self, step: int) -> float:
+        return max(0.0, 1.0 - step / self.steps) if self.steps > 0 else 0.0
+
+    def bias(self, length: int, step: int, device) -> torch.Tensor | None:
+        """The additive attention mask, (1, heads, length, length), for optimizer step `step`; None once faded."""
+        weight = self.weight(step)
+        if weight == 0.0:
+            return None
+        slopes = 2.0 ** (1 - torch.arange(self.heads, dtype=torch.float32))
+        where = torch.arange(length, dtype=torch.float32)
+        distance = (where[None, :] - where[:, None]).abs()
+        return (-weight * slopes[:, None, None] * distance)[None].to(device)
+
+
 def lm_head_name(model) -> str | None:
     """The masked LM's head module (the one child besides the encoder), or None when it has several parts."""
     prefix = getattr(model, "base_model_prefix", "")
@@ -81,14 +113,22 @@ class SparseMaskedLM(torch.nn.Module):
         if sparse and self.head is None:
             logger.info("%s: the LM head has several parts; it runs on every position", type(model).__name__)
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, labels: torch.Tensor):
-        """Summed loss and correct predictions over `positions` (indices into the flattened batch)."""
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        labels: torch.Tensor,
+        attention_bias: torch.Tensor | None = None,
+    ):
+        """Summed loss and correct predictions over `positions` (indices into the flattened batch);
+        `attention_bias` is added to every layer's attention scores (LocalityWarmup)."""
         if self.head is not None:
             base = getattr(self.model, self.model.base_model_prefix)
-            hidden = base(input_ids=input_ids).last_hidden_state
+            hidden = base(input_ids=input_ids, attention_mask=attention_bias).last_hidden_state
             logits = getattr(self.model, self.head)(hidden.flatten(0, 1).index_select(0, positions))
         else:
-            logits = self.model(input_ids=input_ids).logits.flatten(0, 1).index_select(0, positions)
+            logits = self.model(input_ids=input_ids, attention_mask=attention_bias).logits
+            logits = logits.flatten(0, 1).index_select(0, positions)
         logits = logits.float()
         loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
         correct = (logits.detach().argmax(-1) == labels).sum()
@@ -103,6 +143,7 @@ class MaskedLanguageModeling:
     validation_blocks: object
     masker: Masker
     eval_batch_size: int
+    locality: LocalityWarmup | None = None  # training only; evaluation never has a bias
 
     def _groups(self, blocks, indices, epoch: int, device):
         """The micro-batch as forward passes of equal-length blocks (only a share's last block is shorter)."""
@@ -122,11 +163,12 @@ class MaskedLanguageModeling:
                 torch.from_numpy(np.concatenate(labels)).to(device, non_blocking=True),
             )
 
-    def loss(self, model, indices, epoch, accelerator) -> torch.Tensor:
+    def loss(self, model, indices, epoch, accelerator, step) -> torch.Tensor:
         total, count = None, 0
         for input_ids, positions, labels in self._groups(self.train_blocks, indices, epoch, accelerator.device):
+            bias = self.locality.bias(input_ids.shape[1], step, input_ids.device) if self.locality else None
             with accelerator.autocast():
-                loss, _ = model(input_ids, positions, labels)
+                loss, _ = model(input_ids, positions, labels, bias)
             total = loss if total is None else total + loss
             count += len(labels)
         if total is None or count == 0:  # blocks of special tokens only: nothing to predict

@@ -110,7 +110,10 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
     )
     # --- the masked-LM objective, and the validation loss before any training -----------------------
     masker = Masker.for_tokenizer(tokenizer, model.config.vocab_size, config.seed, config.mlm_probability)
-    objective = MaskedLanguageModeling(packed.train, packed.validation, masker, config.eval_batch_size or micro_batch)
+    locality = _locality_warmup(config, model, steps_per_epoch)
+    objective = MaskedLanguageModeling(
+        packed.train, packed.validation, masker, config.eval_batch_size or micro_batch, locality=locality
+    )
     wrapped = SparseMaskedLM(model, sparse=config.sparse_head)
     wrapped.to(accelerator.device)
     initial = None
@@ -225,6 +228,25 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
         output,
     )
     return PretrainResult(output, metrics, runtime.device, runtime.precision)
+
+
+def _locality_warmup(config: PretrainConfig, model, steps_per_epoch: int):
+    """The attention's fading bias toward nearby tokens (masking.LocalityWarmup), or None when off."""
+    from roberta_ft.masking import LocalityWarmup
+
+    total = config.max_steps or config.epochs * steps_per_epoch
+    steps = round(config.locality_warmup * total)
+    if steps == 0:
+        return None
+    heads = model.config.num_attention_heads
+    logger.info(
+        "Locality warm-up: attention biased toward nearby tokens (-distance x 2, 1, 1/2, ... over %d heads), "
+        "fading to none over the first %d of %d steps; evaluation and the saved model have no bias",
+        heads,
+        steps,
+        total,
+    )
+    return LocalityWarmup(steps=steps, heads=heads)
 
 
 def _build_model(config: PretrainConfig, spec: CorpusSpec, files, resume_from):
@@ -351,7 +373,13 @@ def _model_card(run_config: dict[str, Any], metrics: dict[str, Any], config: Pre
         f"{config.learning_rate:g}, "
         + (f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs")
         + f", AdamW betas {tuple(config.adam_betas)}, eps {config.adam_epsilon:g}, weight decay {config.weight_decay:g}",
-        f"- Masking: dynamic, {config.mlm_probability:.0%} of tokens (80% <mask>, 10% random, 10% unchanged)",
+        f"- Masking: dynamic, {config.mlm_probability:.0%} of tokens (80% <mask>, 10% random, 10% unchanged)"
+        + (
+            f"; attention biased toward nearby tokens over the first {config.locality_warmup:.0%} of the steps, "
+            "fading to none (locality warm-up)"
+            if config.locality_warmup
+            else ""
+        ),
         f"- Best validation loss {best['eval_loss']:.4f} (perplexity {best['perplexity']:.1f}) at epoch {best['epoch']}",
         f"- {metrics['train_tokens_per_second']:.0f} training tokens/s on {run_config['device']} "
         f"({run_config['precision']})",

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from roberta_ft.cli import app
 from roberta_ft.data import corpus
-from roberta_ft.masking import Masker, SparseMaskedLM
+from roberta_ft.masking import LocalityWarmup, MaskedLanguageModeling, Masker, SparseMaskedLM
 from tests.test_performance_features import _peak_rss_growth
 from tests.test_resume import run_and_kill, run_to_completion
 
@@ -235,6 +235,11 @@ def test_corpora_from_folders_globs_paragraphs_and_a_data_files_column(tmp_path)
         (lambda d: _write(d / "few.txt", "one document\n"), [], "held out none"),
         (lambda d: _write(d / "ok.txt", "some text\n" * 50), ["--recipe", "bert"], "'bert' is not one of"),
         (lambda d: _write(d / "ok.txt", "some text\n" * 50), ["--max-length", "4000"], "more than model 'tiny'"),
+        (
+            lambda d: _write(d / "ok.txt", "some text\n" * 50),
+            ["--locality-warmup", "1.5"],
+            "--locality-warmup must be between 0 and 1",
+        ),
     ],
 )
 def test_bad_corpora_and_settings_get_one_line_and_leave_no_output(tmp_path, make, extra, message):
@@ -278,6 +283,57 @@ def test_the_sparse_head_gives_the_full_heads_loss_and_gradients():
     assert torch.allclose(results[0][0], results[1][0], atol=1e-5)
     assert results[0][1] == results[1][1]
     assert torch.allclose(results[0][2], results[1][2], atol=1e-6)
+
+
+def test_the_locality_bias_is_minus_slope_times_distance_and_fades_to_none():
+    warmup = LocalityWarmup(steps=10, heads=4)
+    bias = warmup.bias(5, 0, "cpu")
+    assert bias.shape == (1, 4, 5, 5)
+    distance = torch.tensor([[abs(i - j) for j in range(5)] for i in range(5)], dtype=torch.float32)
+    for head, slope in enumerate([2.0, 1.0, 0.5, 0.25]):
+        assert torch.equal(bias[0, head], -slope * distance)
+    assert torch.allclose(warmup.bias(5, 5, "cpu"), 0.5 * bias)  # halfway: half the bias
+    assert warmup.bias(5, 10, "cpu") is None and warmup.bias(5, 11, "cpu") is None  # faded: plain attention
+    assert LocalityWarmup(steps=0, heads=4).bias(5, 0, "cpu") is None
+
+
+class _Blocks:
+    """Packed blocks as the objective reads them (corpus.Blocks' offsets and indexing)."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+        self.offsets = np.arange(len(rows) + 1) * rows.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.rows[index]
+
+
+def test_the_locality_bias_changes_training_steps_until_it_fades_and_never_evaluation():
+    from accelerate import Accelerator
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
+    model = SparseMaskedLM(RobertaForMaskedLM(config).eval())
+    blocks = _Blocks(np.random.default_rng(0).integers(5, 300, size=(6, 24)))
+    masker = _masker()
+    plain = MaskedLanguageModeling(blocks, blocks, masker, eval_batch_size=4)
+    biased = MaskedLanguageModeling(blocks, blocks, masker, eval_batch_size=4, locality=LocalityWarmup(8, 4))
+    accelerator = Accelerator(cpu=True)
+    indices = np.arange(6)
+    with torch.no_grad():
+        assert not torch.allclose(
+            biased.loss(model, indices, 0, accelerator, 0), plain.loss(model, indices, 0, accelerator, 0)
+        )
+        assert torch.equal(
+            biased.loss(model, indices, 0, accelerator, 8), plain.loss(model, indices, 0, accelerator, 8)
+        )
+    assert biased.evaluate(model, accelerator) == plain.evaluate(model, accelerator)
 
 
 # ------------------------------------------------------------------------------ a run and its output
@@ -341,6 +397,96 @@ def test_train_fine_tunes_from_the_pretrained_directory_and_says_the_lm_head_was
     pretrained_weights = load_file(pretrained / "model.safetensors")
     name = "roberta.embeddings.word_embeddings.weight"
     assert weights[name].shape == pretrained_weights[name].shape
+
+
+# Short documents whose word order a masked LM from scratch can learn within a test's few hundred steps.
+ORDER_TEMPLATES = [
+    "the {word} is {feel} today",
+    "i touched the {word} and it felt {feel}",
+    "everyone knows a {word} is {feel}",
+    "near the {word} the air was {feel}",
+    "my hands got {feel} from the {word}",
+]
+
+
+def _ordered_document(rng: random.Random) -> str:
+    warm = rng.random() < 0.5
+    feel = rng.choice(["hot", "warm", "burning"] if warm else ["cold", "icy", "freezing"])
+    return rng.choice(ORDER_TEMPLATES).format(word=rng.choice(WARM if warm else COLD), feel=feel)
+
+
+@pytest.fixture(scope="module")
+def order_corpus(tmp_path_factory) -> Path:
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("order") / "corpus.txt"
+    path.write_text("\n".join(_ordered_document(rng) for _ in range(1500)) + "\n", encoding="utf-8")
+    return path
+
+
+def _pretrain_order(corpus_path: Path, output: Path, *extra: str) -> dict:
+    args = _pretrain_args(corpus_path, output, *extra)
+    args[args.index("--max-length") + 1] = "32"
+    args[args.index("--epochs") + 1] = "20"  # 460 steps
+    result = runner.invoke(app, ["--quiet", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads((output / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def order_pretrained(order_corpus, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("order-pretrained") / "mlm"
+    _pretrain_order(order_corpus, output)  # --model tiny's default locality warm-up
+    return output
+
+
+def test_the_locality_warm_up_gets_a_model_from_scratch_off_the_word_frequency_plateau(
+    order_corpus, order_pretrained, tmp_path
+):
+    warmed = json.loads((order_pretrained / "metrics.json").read_text())
+    assert json.loads((order_pretrained / "run_config.json").read_text())["config"]["locality_warmup"] == 0.3
+    assert "attention biased toward nearby tokens" in (order_pretrained / "README.md").read_text()
+    plain = _pretrain_order(order_corpus, tmp_path / "plain", "--locality-warmup", "0")
+    # The same steps, seed and masks: with the warm-up the held-out masked words are far better predicted.
+    assert warmed["best"]["eval_loss"] < plain["best"]["eval_loss"] - 0.5, (warmed["best"], plain["best"])
+    assert warmed["best"]["masked_accuracy"] > plain["best"]["masked_accuracy"] + 0.1
+
+
+def test_fine_tuning_from_the_pretrained_tiny_model_beats_the_same_fine_tune_from_scratch(order_pretrained, tmp_path):
+    """Tell a corpus sentence from the same sentence with two neighbouring words swapped: the pretrained
+    model knows the corpus's word order; from scratch, 160 labelled rows teach little of it."""
+
+    def write(path: Path, rows: int, seed: int) -> Path:
+        rng = random.Random(seed)
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            for _ in range(rows):
+                words = _ordered_document(rng).split()
+                if rng.random() < 0.5:
+                    writer.writerow([" ".join(words), "ordered"])
+                    continue
+                swapped = words[:]
+                while swapped == words:
+                    swapped = words[:]
+                    i = rng.randrange(len(words) - 1)
+                    swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+                writer.writerow([" ".join(swapped), "swapped"])
+        return path
+
+    train_file, test_file = write(tmp_path / "train.csv", 160, 1), write(tmp_path / "test.csv", 300, 2)
+    accuracy = {}
+    for name, model in (("pretrained", str(order_pretrained)), ("scratch", "tiny")):
+        for seed in (1, 2):
+            output = tmp_path / f"{name}-{seed}"
+            args = ["--quiet", "train", str(train_file), "--output", str(output), "--model", model]
+            args += ["--epochs", "10", "--batch-size", "16", "--learning-rate", "1e-3", "--seed", str(seed)]
+            result = runner.invoke(app, [*args, "--device", "cpu", "--precision", "fp32"])
+            assert result.exit_code == 0, result.output
+            result = runner.invoke(app, ["--quiet", "eval", str(output), str(test_file), "--json", "--device", "cpu"])
+            assert result.exit_code == 0, result.output
+            metrics = json.loads(result.output.strip().splitlines()[-1])["metrics"]
+            accuracy.setdefault(name, []).append(metrics["accuracy"])
+    assert np.mean(accuracy["pretrained"]) > np.mean(accuracy["scratch"]) + 0.1, accuracy
 
 
 def test_continued_pretraining_of_an_encoder_without_an_lm_head_initialises_it(tmp_path, logs):
