@@ -470,9 +470,9 @@ def _mean_states(encoder, tokenizer, texts: list[str]):
 
 def probe(args) -> dict:
     """What a masked LM's hidden states know of sentiment: a logistic regression (scikit-learn, its C by
-    cross-validation) on the mean last-layer state of the first --labelled SST-2 train rows (less the
-    10% that `train` would hold out: the same 900 rows), scored on SST-2 dev. --model-dir: the masked-LM
-    directories, comma-separated; "random:DIR" is DIR's network with fresh random weights (seed 0)."""
+    cross-validation) on the mean last-layer state of the first 90% of the --labelled SST-2 train rows
+    (as many rows as a fine-tune trains on), scored on SST-2 dev. --model-dir: masked-LM directories,
+    comma-separated; "random:DIR" is DIR's network with fresh random weights (seed 0)."""
     import torch
     from sklearn.linear_model import LogisticRegressionCV
     from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
