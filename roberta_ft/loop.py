@@ -361,10 +361,9 @@ class _Run:
     def start(cls, model, train_data: Encoded, settings: LoopSettings, accelerator, objective, checkpoints) -> _Run:
         processes = accelerator.num_processes
         steps_per_epoch = math.ceil(len(train_data) / settings.batch_size)
-        total_steps = steps_per_epoch * settings.epochs
+        total_steps = planned_steps(len(train_data), settings.batch_size, settings.epochs, settings.max_steps)
         epochs = settings.epochs
         if settings.max_steps is not None:  # the steps decide: as many epochs as they need
-            total_steps = settings.max_steps
             epochs = math.ceil(settings.max_steps / max(1, steps_per_epoch))
         optimizer = _optimizer(model, settings, accelerator.device)
         scheduler = _linear_warmup_decay(optimizer, round(settings.warmup_ratio * total_steps), total_steps)
@@ -535,6 +534,11 @@ class _Run:
         state.epoch, state.batches_done, state.running_count = state.epoch + 1, 0, 0
         state.logged_loss, state.logged_count = 0.0, 0
         self.running_loss.zero_()
+
+
+def planned_steps(samples: int, batch_size: int, epochs: int, max_steps: int | None) -> int:
+    """The optimizer steps a run will take: --max-steps when given, else the epochs' batches."""
+    return max_steps if max_steps is not None else math.ceil(samples / batch_size) * epochs
 
 
 def _optimizer(model: torch.nn.Module, settings: LoopSettings, device: torch.device) -> torch.optim.Optimizer:

@@ -25,6 +25,7 @@ it run without any bias (docs/pretraining.md).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -90,10 +91,16 @@ class LocalityWarmup:
         weight = self.weight(step)
         if weight == 0.0:
             return None
-        slopes = 2.0 ** (1 - torch.arange(self.heads, dtype=torch.float32))
-        where = torch.arange(length, dtype=torch.float32)
-        distance = (where[None, :] - where[:, None]).abs()
-        return (-weight * slopes[:, None, None] * distance)[None].to(device)
+        return weight * _full_locality_bias(self.heads, length, torch.device(device))
+
+
+@functools.lru_cache(maxsize=8)
+def _full_locality_bias(heads: int, length: int, device: torch.device) -> torch.Tensor:
+    """-slope x |i - j| for each head, made once per block length and device (not per forward pass)."""
+    slopes = 2.0 ** (1 - torch.arange(heads, dtype=torch.float32))
+    where = torch.arange(length, dtype=torch.float32)
+    distance = (where[None, :] - where[:, None]).abs()
+    return (-slopes[:, None, None] * distance)[None].to(device)
 
 
 def lm_head_name(model) -> str | None:

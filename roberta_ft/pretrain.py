@@ -110,7 +110,7 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
     )
     # --- the masked-LM objective, and the validation loss before any training -----------------------
     masker = Masker.for_tokenizer(tokenizer, model.config.vocab_size, config.seed, config.mlm_probability)
-    locality = _locality_warmup(config, model, steps_per_epoch)
+    locality = _locality_warmup(config, model, blocks)
     objective = MaskedLanguageModeling(
         packed.train, packed.validation, masker, config.eval_batch_size or micro_batch, locality=locality
     )
@@ -230,11 +230,12 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
     return PretrainResult(output, metrics, runtime.device, runtime.precision)
 
 
-def _locality_warmup(config: PretrainConfig, model, steps_per_epoch: int):
+def _locality_warmup(config: PretrainConfig, model, blocks: int):
     """The attention's fading bias toward nearby tokens (masking.LocalityWarmup), or None when off."""
+    from roberta_ft.loop import planned_steps
     from roberta_ft.masking import LocalityWarmup
 
-    total = config.max_steps or config.epochs * steps_per_epoch
+    total = planned_steps(blocks, config.batch_size, config.epochs, config.max_steps)
     steps = round(config.locality_warmup * total)
     if steps == 0:
         return None
