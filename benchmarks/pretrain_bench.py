@@ -292,6 +292,8 @@ def accuracy(args) -> dict:
         command += ["--vocab-size", str(args.vocab_size)]
         if args.locality_warmup is not None:
             command += ["--locality-warmup", str(args.locality_warmup)]
+        if args.whole_word_masking:
+            command += ["--whole-word-masking"]
         run = run_measured(command, timeout=4 * 3600)
         if run.returncode != 0:
             raise SystemExit(run.stderr[-3000:])
@@ -335,6 +337,7 @@ def accuracy(args) -> dict:
             "block_size": pt_settings.get("max_length", args.block_size),
             "vocab_size": pt_settings.get("vocab_size", args.vocab_size),
             "locality_warmup": pt_settings.get("locality_warmup"),
+            "whole_word_masking": pt_settings.get("whole_word_masking", False),
             "steps": pt_metrics["best"].get("step"),
             "seconds": pretrain_seconds,
             "tokens_per_second": pt_metrics["train_tokens_per_second"],
@@ -530,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=4096, help="accuracy: the tiny tokenizer's vocabulary")
     parser.add_argument(
         "--locality-warmup", type=float, default=None, help="accuracy: pretrain's --locality-warmup (its default)"
+    )
+    parser.add_argument(
+        "--whole-word-masking", action="store_true", help="accuracy: pretrain with --whole-word-masking"
     )
     parser.add_argument(
         "--inits", type=lambda s: [float(x) for x in s.split(",")], default=[0.02, 0.05, 0.1], help="positions"

@@ -847,6 +847,13 @@ def pretrain(
     warmup_ratio: WarmupRatioOption = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay \\[default: 0.01].")] = None,
     mlm_probability: Annotated[float | None, typer.Option(help="Share of tokens masked \\[default: 0.15].")] = None,
+    whole_word_masking: Annotated[
+        bool | None,
+        typer.Option(
+            "--whole-word-masking",
+            help="Mask whole words (a word's tokens all or none; one 80-10-10 draw per word) instead of single tokens.",
+        ),
+    ] = None,
     locality_warmup: Annotated[
         float | None,
         typer.Option(

@@ -397,6 +397,7 @@ class PretrainConfig(_Settings):
     adam_epsilon: float = 1e-6
     max_grad_norm: float = 1.0
     mlm_probability: float = 0.15
+    whole_word_masking: bool = False  # mask whole words (all of a word's tokens or none) instead of single tokens
     seed: int = 42
     device: str = "auto"
     precision: str = "auto"

@@ -63,6 +63,14 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
     # --- model and tokenizer -------------------------------------------------------------------------
     model, tokenizer = _build_model(config, spec, files, resume_from)
     _check_length(config, model)
+    try:
+        masker = Masker.for_tokenizer(
+            tokenizer, model.config.vocab_size, config.seed, config.mlm_probability, config.whole_word_masking
+        )
+    except ValueError as error:
+        raise ConfigError(f"--whole-word-masking: {error}", "drop --whole-word-masking to mask single tokens") from None
+    if config.whole_word_masking:
+        logger.info("Whole-word masking: %.0f%% of the tokens, in whole words", config.mlm_probability * 100)
     accelerator = make_accelerator(runtime)
     logger.info("Device %s, precision %s (%s)", runtime.device, runtime.precision, runtime.reason)
 
@@ -109,7 +117,6 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
         config.warmup_ratio * 100,
     )
     # --- the masked-LM objective, and the validation loss before any training -----------------------
-    masker = Masker.for_tokenizer(tokenizer, model.config.vocab_size, config.seed, config.mlm_probability)
     locality = _locality_warmup(config, model, blocks)
     objective = MaskedLanguageModeling(
         packed.train, packed.validation, masker, config.eval_batch_size or micro_batch, locality=locality
@@ -374,7 +381,12 @@ def _model_card(run_config: dict[str, Any], metrics: dict[str, Any], config: Pre
         f"{config.learning_rate:g}, "
         + (f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs")
         + f", AdamW betas {tuple(config.adam_betas)}, eps {config.adam_epsilon:g}, weight decay {config.weight_decay:g}",
-        f"- Masking: dynamic, {config.mlm_probability:.0%} of tokens (80% <mask>, 10% random, 10% unchanged)"
+        f"- Masking: dynamic, {config.mlm_probability:.0%} of tokens "
+        + (
+            "in whole words (80% <mask>, 10% random, 10% unchanged, per word)"
+            if config.whole_word_masking
+            else "(80% <mask>, 10% random, 10% unchanged)"
+        )
         + (
             f"; attention biased toward nearby tokens over the first {config.locality_warmup:.0%} of the steps, "
             "fading to none (locality warm-up)"

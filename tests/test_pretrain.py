@@ -143,6 +143,82 @@ def test_each_epoch_masks_a_block_afresh_and_the_same_epoch_masks_it_the_same():
     assert not np.array_equal(first[1], other[1])
 
 
+def _words(ids: np.ndarray, starts: np.ndarray, specials: np.ndarray) -> list[np.ndarray]:
+    """The positions of each word in a block: a word begins at a token marked as a start or after a special."""
+    words, current = [], []
+    for position, token in enumerate(ids):
+        if token in specials:
+            words, current = words + [current] if current else words, []
+            continue
+        if current and starts[token]:
+            words.append(current)
+            current = []
+        current.append(position)
+    return [np.array(w) for w in words + ([current] if current else [])]
+
+
+def test_whole_word_masking_chooses_whole_words_for_15_percent_and_draws_80_10_10_once_per_word():
+    specials = np.array([0, 1, 2, 3, 4])
+    starts = np.arange(200) % 3 == 0  # words of one to several tokens
+    masker = Masker(mask_id=4, special_ids=specials, vocab_size=200, seed=0, word_starts=starts)
+    rng = np.random.default_rng(1)
+    chosen = ordinary = words_chosen = words_masked = words_kept = 0
+    for block in range(400):
+        ids = rng.integers(5, 200, size=64).astype(np.int32)
+        ids[0], ids[-1], ids[20] = 0, 2, 2
+        inputs, positions, labels = masker.mask(ids, epoch=0, block=block)
+        assert not np.isin(positions, [0, 20, 63]).any()
+        assert (labels == ids[positions]).all()
+        assert (np.delete(inputs, positions) == np.delete(ids, positions)).all()
+        assert all(
+            np.array_equal(a, b) for a, b in zip((inputs, positions), masker.mask(ids, 0, block)[:2], strict=True)
+        )
+        picked = set(positions.tolist())
+        for word in _words(ids, starts, specials):
+            inside = [int(p) in picked for p in word]
+            assert all(inside) or not any(inside), (word, positions)  # a word is chosen whole or not at all
+            if all(inside):
+                words_chosen += 1
+                is_mask = inputs[word] == 4
+                assert is_mask.all() or not is_mask.any()  # one draw per word: no piece left in view
+                words_masked += int(is_mask.all())
+                words_kept += int((inputs[word] == ids[word]).all())
+        ordinary += 61
+        chosen += len(positions)
+    # The word on the 15% line is taken with the chance that keeps the expected share at 15%.
+    assert chosen / ordinary == pytest.approx(0.15, abs=0.005)
+    assert words_masked / words_chosen == pytest.approx(0.8, abs=0.03)
+    assert words_kept / words_chosen == pytest.approx(0.1, abs=0.03)
+    later = masker.mask(ids, epoch=1, block=399)
+    assert not np.array_equal(later[1], positions)
+
+
+def test_word_starts_follow_the_tokenizers_own_marks():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import BertTokenizerFast, PreTrainedTokenizerFast
+
+    from roberta_ft.masking import word_start_table
+
+    bpe = _tokenizer(_corpus_text(random.Random(0), 200) + ["unbelievably , good"])
+    table = word_start_table(bpe, len(bpe))
+    tokens = bpe.convert_ids_to_tokens(bpe(" unbelievably , good")["input_ids"][1:-1])
+    starts = dict(zip(tokens, table[bpe.convert_tokens_to_ids(tokens)].tolist(), strict=True))
+    assert len(tokens) > 4  # the tiny vocabulary has "unbelievably" in pieces: only a space-led piece begins it
+    assert all(starts[t] == (t.startswith("Ġ") or t == ",") for t in tokens), starts
+    assert starts[","]  # punctuation begins a word of its own
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##bel", "##ievably", "good"]
+    wordpiece = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+    assert word_start_table(wordpiece, len(vocab)).tolist() == [not w.startswith("##") for w in vocab]
+
+    plain = Tokenizer(WordLevel({"[UNK]": 0, "good": 1}, unk_token="[UNK]"))
+    plain.pre_tokenizer = Whitespace()
+    with pytest.raises(ValueError, match="marks no word boundaries"):
+        word_start_table(PreTrainedTokenizerFast(tokenizer_object=plain, unk_token="[UNK]"), 2)
+
+
 # ------------------------------------------------------------------------------------------- packing
 
 
@@ -354,6 +430,43 @@ def test_pretraining_lowers_the_held_out_masked_lm_loss(pretrained):
     assert "perplexity" in (pretrained / "README.md").read_text()
     config = json.loads((pretrained / "config.json").read_text())
     assert config["architectures"] == ["RobertaForMaskedLM"]
+
+
+def test_whole_word_masking_pretrains_and_says_so(corpus_file, tmp_path):
+    output = tmp_path / "wwm"
+    # A later --epochs wins over the helper's 4.
+    result = runner.invoke(
+        app, ["--quiet", *_pretrain_args(corpus_file, output, "--whole-word-masking", "--epochs", "2")]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["best"]["eval_loss"] < metrics["initial"]["eval_loss"]
+    assert json.loads((output / "run_config.json").read_text())["config"]["whole_word_masking"] is True
+    assert "in whole words" in (output / "README.md").read_text()
+
+
+def test_whole_word_masking_with_a_tokenizer_that_marks_no_words_is_one_error_line(corpus_file, tmp_path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaForMaskedLM
+
+    words = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", *sorted(set(corpus_file.read_text().split()))]
+    plain = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    plain.pre_tokenizer = Whitespace()
+    model_dir = tmp_path / "wordlevel"
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+    PreTrainedTokenizerFast(tokenizer_object=plain, mask_token="<mask>", **specials).save_pretrained(model_dir)
+    config = RobertaConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    RobertaForMaskedLM(config).save_pretrained(model_dir)
+    output = tmp_path / "out"
+    args = ["pretrain", str(corpus_file), "--output", str(output), "--model", str(model_dir), "--max-length", "32"]
+    result = runner.invoke(app, [*args, "--whole-word-masking", "--device", "cpu"])
+    assert result.exit_code != 0
+    assert "marks no word boundaries" in result.output and "drop --whole-word-masking" in result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1
+    assert not output.exists() or not any(output.iterdir())
 
 
 def test_the_fill_mask_pipeline_loads_the_output(pretrained):
