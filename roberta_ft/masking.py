@@ -40,6 +40,10 @@ MASK_SHARE, RANDOM_SHARE = 0.8, 0.1  # of the chosen tokens; the rest stay uncha
 EVAL_EPOCH = 2**32 - 1  # the "epoch" of the validation masks: fixed, never a training epoch
 
 
+class MaskingError(ValueError):
+    """The tokenizer cannot be masked as asked; the message names what it lacks."""
+
+
 @dataclass
 class Masker:
     mask_id: int
@@ -56,15 +60,11 @@ class Masker:
 
     @classmethod
     def for_tokenizer(
-        cls,
-        tokenizer,
-        vocab_size: int,
-        seed: int,
-        probability: float = MLM_PROBABILITY,
-        whole_words: bool = False,
+        cls, tokenizer, vocab_size: int, seed: int, probability: float = MLM_PROBABILITY, whole_words: bool = False
     ) -> Masker:
+        """Raises MaskingError when the tokenizer has no mask token, or (`whole_words`) no word boundaries."""
         if tokenizer.mask_token_id is None:
-            raise ValueError("the tokenizer has no mask token")
+            raise MaskingError("the tokenizer has no mask token")
         starts = word_start_table(tokenizer, vocab_size) if whole_words else None
         return cls(
             tokenizer.mask_token_id, np.asarray(tokenizer.all_special_ids), vocab_size, seed, probability, starts
@@ -131,7 +131,10 @@ def word_start_table(tokenizer, vocab_size: int) -> np.ndarray:
         return starts
     marker = next((m for m, kind in (("Ġ", "ByteLevel"), ("▁", "Metaspace")) if kind in json.dumps(backend)), None)
     if marker is None:
-        raise ValueError("the tokenizer marks no word boundaries (no WordPiece ##, byte-level Ġ or SentencePiece ▁)")
+        raise MaskingError(
+            "--whole-word-masking: the tokenizer marks no word boundaries (no WordPiece ##, byte-level Ġ or "
+            "SentencePiece ▁)"
+        )
     starts[: len(tokens)] = [t.startswith(marker) or not t[:1].isalnum() for t in tokens]
     return starts
 

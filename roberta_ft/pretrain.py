@@ -49,7 +49,7 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
 
     from roberta_ft import loop
     from roberta_ft.best_epoch import BestEpochRule
-    from roberta_ft.masking import MaskedLanguageModeling, Masker, SparseMaskedLM
+    from roberta_ft.masking import MaskedLanguageModeling, Masker, MaskingError, SparseMaskedLM
     from roberta_ft.runtime import make_accelerator, resolve_runtime
 
     # --- settings and the output directory (checked, not yet touched) -------------------------------
@@ -67,8 +67,9 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
         masker = Masker.for_tokenizer(
             tokenizer, model.config.vocab_size, config.seed, config.mlm_probability, config.whole_word_masking
         )
-    except ValueError as error:
-        raise ConfigError(f"--whole-word-masking: {error}", "drop --whole-word-masking to mask single tokens") from None
+    except MaskingError as error:
+        hint = "drop --whole-word-masking to mask single tokens" if config.whole_word_masking else None
+        raise ConfigError(str(error), hint or "pass a --model whose tokenizer has a mask token") from None
     if config.whole_word_masking:
         logger.info("Whole-word masking: %.0f%% of the tokens, in whole words", config.mlm_probability * 100)
     accelerator = make_accelerator(runtime)
