@@ -105,7 +105,7 @@ class Masker:
         total = np.cumsum(lengths[order])
         taken = int(np.searchsorted(total, count, side="right"))
         short = count - (int(total[taken - 1]) if taken else 0)
-        edge = rng.random()
+        edge = rng.random()  # drawn every time, so the draws after it never depend on this branch
         if taken < len(order) and edge * lengths[order[taken]] < short:
             taken += 1
         chosen = np.zeros(len(lengths), dtype=bool)
@@ -122,14 +122,15 @@ def word_start_table(tokenizer, vocab_size: int) -> np.ndarray:
     token that starts with neither a letter nor a digit (punctuation) begins a word of its own."""
     import json
 
-    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    serialised = tokenizer.backend_tokenizer.to_str()
+    backend = json.loads(serialised)
     tokens = tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(tokenizer)))))
     starts = np.ones(vocab_size, dtype=bool)
     if backend["model"]["type"] == "WordPiece":
         prefix = backend["model"].get("continuing_subword_prefix") or "##"
         starts[: len(tokens)] = [not token.startswith(prefix) for token in tokens]
         return starts
-    marker = next((m for m, kind in (("Ġ", "ByteLevel"), ("▁", "Metaspace")) if kind in json.dumps(backend)), None)
+    marker = next((m for m, kind in (("Ġ", "ByteLevel"), ("▁", "Metaspace")) if kind in serialised), None)
     if marker is None:
         raise MaskingError(
             "--whole-word-masking: the tokenizer marks no word boundaries (no WordPiece ##, byte-level Ġ or "

@@ -67,9 +67,8 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
         masker = Masker.for_tokenizer(
             tokenizer, model.config.vocab_size, config.seed, config.mlm_probability, config.whole_word_masking
         )
-    except MaskingError as error:
-        hint = "drop --whole-word-masking to mask single tokens" if config.whole_word_masking else None
-        raise ConfigError(str(error), hint or "pass a --model whose tokenizer has a mask token") from None
+    except MaskingError as error:  # a missing mask token is refused earlier, as the model loads
+        raise ConfigError(str(error), "drop --whole-word-masking to mask single tokens") from None
     if config.whole_word_masking:
         logger.info("Whole-word masking: %.0f%% of the tokens, in whole words", config.mlm_probability * 100)
     accelerator = make_accelerator(runtime)
