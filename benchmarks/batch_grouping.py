@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=6)
     args = parser.parse_args(argv)
 
-    from roberta_ft import loop
+    from roberta_ft import forward
     from roberta_ft.data import batches
     from roberta_ft.inference import load
     from roberta_ft.speed import packing
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         cuts, _, layout = variant.partition("/")
         overhead = {"plain": None, "grouped": batches.FORWARD_OVERHEAD_TOKENS, "grouped128": 128}[cuts]
         packing.packer = packer if layout == "packed" else (lambda model: None)
-        # loop.predict_logits picks the cuts from whether the model packs; the variant overrides them.
-        loop.sorted_batches = lambda lengths, size, overhead_tokens=None: grouped(
+        # forward.predict_logits picks the cuts from whether the model packs; the variant overrides them.
+        forward.sorted_batches = lambda lengths, size, overhead_tokens=None: grouped(
             lengths, size, overhead_tokens=overhead
         )
         started = time.perf_counter()
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         for case, (encoded_sets, variants) in cases.items():
             for variant in variants:
                 results[case].setdefault(variant, []).append(timed(encoded_sets, variant))
-    loop.sorted_batches, packing.packer = grouped, packer
+    forward.sorted_batches, packing.packer = grouped, packer
     summary = {
         case: {name: statistics.median(values) for name, values in runs.items()} for case, runs in results.items()
     }

@@ -99,11 +99,12 @@ def _json_list(digest, column, length: int) -> None:
     digest.update(b"]")
 
 
-def run_identity(settings: dict[str, Any], train_set: datasets.Dataset, validation_set: datasets.Dataset) -> dict:
-    """What a checkpoint must match to be resumed: the resolved settings (less harmless ones) and the data."""
+def run_identity(settings: dict[str, Any], data_sha256: str) -> dict:
+    """What a checkpoint must match to be resumed: the resolved settings (less harmless ones) and a hash of the
+    data (`data_fingerprint` of the tables read, or of a packed corpus)."""
     kept = {key: value for key, value in sorted(settings.items()) if key not in HARMLESS_SETTINGS}
     # Through JSON, so that tuples and lists compare equal to what a checkpoint file holds.
-    return {"settings": json.loads(json.dumps(kept)), "data_sha256": data_fingerprint(train_set, validation_set)}
+    return {"settings": json.loads(json.dumps(kept)), "data_sha256": data_sha256}
 
 
 # ---------------------------------------------------------------------------------------------- finding
@@ -227,7 +228,7 @@ def check_output_dir(output: str | Path, *, overwrite: bool, resume: bool) -> Ch
                 f"--output {path} holds an unfinished run (last checkpoint at step {found.step})",
                 "add --resume to continue it, pass --overwrite to start over, or choose another --output",
             )
-        if status == "training":
+        if status in ("training", "interrupted"):
             raise ConfigError(
                 f"--output {path} holds an unfinished run that stopped before its first checkpoint",
                 "pass --overwrite to start over, or choose another --output",

@@ -5,6 +5,7 @@ Heavy libraries (torch, transformers) are imported inside the commands, so `--he
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from enum import Enum
@@ -151,39 +152,10 @@ ThresholdOption = Annotated[
     ),
 ]
 
-# The train command's options, shared with tune (each trial is a train run with these settings).
-ModelOption = Annotated[
-    str | None,
-    typer.Option(help="Hub id or local dir of the model to fine-tune, or `tiny` \\[default: roberta-base]."),
-]
-ValidationOption = Annotated[str | None, typer.Option(help="Validation file (default: a held-out split).")]
-ValidationSplitOption = Annotated[
-    float | None, typer.Option(help="Share of the training file held out when no --validation \\[default: 0.1].")
-]
-EpochsOption = Annotated[int | None, typer.Option(help="Epochs \\[default: 3; 10 with --model tiny].")]
-BatchSizeOption = Annotated[int | None, typer.Option(help="Samples per optimizer step \\[default: 32].")]
-LearningRateOption = Annotated[
-    float | None,
-    typer.Option("--learning-rate", "--lr", help="Peak learning rate \\[default: 2e-5; 1e-3 for tiny]."),
-]
+# The options of every command that trains (train, tune, pretrain): the run's optimisation, checkpoints
+# and runtime, with the same meaning everywhere.
 WarmupRatioOption = Annotated[float | None, typer.Option(help="Linear warm-up share of steps \\[default: 0.06].")]
-WeightDecayOption = Annotated[float | None, typer.Option(help="AdamW weight decay \\[default: 0.1].")]
-GradientAccumulationOption = Annotated[
-    int | None, typer.Option(help="Micro-batches per optimizer step (same --batch-size, less memory).")
-]
-EarlyStoppingPatienceOption = Annotated[
-    int | None, typer.Option(help="Stop after this many epochs without improvement.")
-]
 SeedOption = Annotated[int | None, typer.Option(help="Random seed \\[default: 42].")]
-SplitSeedOption = Annotated[
-    int | None, typer.Option(help="Seed of the held-out validation rows (no --validation) \\[default: --seed].")
-]
-MetricOption = Annotated[
-    str | None, typer.Option(help="Extra metric: anything evaluate.load accepts (a local module path offline).")
-]
-DropInvalidOption = Annotated[
-    bool | None, typer.Option("--drop-invalid", help="Skip rows with an empty text or label instead of stopping.")
-]
 SaveEveryOption = Annotated[
     int | None, typer.Option(help="Checkpoint every N optimizer steps \\[default: every epoch and ~10 minutes].")
 ]
@@ -197,28 +169,125 @@ ResumeOption = Annotated[
 SkipNonfiniteOption = Annotated[
     int | None, typer.Option(help="Skip up to N steps whose loss is NaN/inf (with a warning) \\[default: 0].")
 ]
-ClassWeightsOption = Annotated[
-    str | None,
-    typer.Option(help="Loss weight per label: `auto` (inverse frequency) or W1,W2,... in label order."),
+MaxStepsOption = Annotated[
+    int | None, typer.Option(help="Stop after N optimizer steps (the schedule spans them; overrides --epochs).")
 ]
-MetricForBestOption = Annotated[
-    str | None, typer.Option(help="Validation metric that picks the best epoch \\[default: the task's].")
+EvalEveryOption = Annotated[
+    int | None, typer.Option(help="Evaluate and keep the best model every N steps instead of every epoch.")
 ]
-MultiLabelOption = Annotated[
-    bool | None,
-    typer.Option("--multi-label", help="Several labels per row, joined by --label-separator; one sigmoid each."),
-]
-LabelSeparatorOption = Annotated[
-    str | None, typer.Option(help="Separator of a multi-label cell's labels \\[default: |].")
-]
-ReportToOption = Annotated[
-    str | None,
-    typer.Option(help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow (logs in OUTPUT/logs)."),
-]
-RecipeOption = Annotated[
-    str | None,
-    typer.Option(help="Published settings for the task (GLUE: roberta-base, roberta-large); --config and flags win."),
-]
+RUN_OPTIONS: dict[str, Any] = {
+    "warmup_ratio": WarmupRatioOption,
+    "max_steps": MaxStepsOption,
+    "eval_every": EvalEveryOption,
+    "seed": SeedOption,
+    "device": DeviceOption,
+    "precision": PrecisionOption,
+    "overwrite": OverwriteOption,
+    "resume": ResumeOption,
+    "save_every": SaveEveryOption,
+    "keep_checkpoints": KeepCheckpointsOption,
+    "skip_nonfinite": SkipNonfiniteOption,
+    "trust_remote_code": TrustRemoteCode,
+}
+
+# The options of a fine-tuning run, declared once: `train` takes them all, and so do the commands made of
+# train runs (`tune`, less TUNE_EXCLUDED). Each is the TrainConfig setting of the same name.
+FINE_TUNING_OPTIONS: dict[str, Any] = {
+    "model": Annotated[
+        str | None,
+        typer.Option(help="Hub id or local dir of the model to fine-tune, or `tiny` \\[default: roberta-base]."),
+    ],
+    "task": TaskOption,
+    "validation": Annotated[str | None, typer.Option(help="Validation file (default: a held-out split).")],
+    "validation_split": Annotated[
+        float | None, typer.Option(help="Share of the training file held out when no --validation \\[default: 0.1].")
+    ],
+    "text_column": TextColumn,
+    "text_pair_column": TextPairColumn,
+    "label_column": LabelColumn,
+    "format": FormatOption,
+    "encoding": EncodingOption,
+    "data_dir": DataDir,
+    "epochs": Annotated[int | None, typer.Option(help="Epochs \\[default: 3; 10 with --model tiny].")],
+    "batch_size": Annotated[int | None, typer.Option(help="Samples per optimizer step \\[default: 32].")],
+    "learning_rate": Annotated[
+        float | None,
+        typer.Option("--learning-rate", "--lr", help="Peak learning rate \\[default: 2e-5; 1e-3 for tiny]."),
+    ],
+    "max_length": MaxLength,
+    "weight_decay": Annotated[float | None, typer.Option(help="AdamW weight decay \\[default: 0.1].")],
+    "gradient_accumulation": Annotated[
+        int | None, typer.Option(help="Micro-batches per optimizer step (same --batch-size, less memory).")
+    ],
+    "early_stopping_patience": Annotated[
+        int | None, typer.Option(help="Stop after this many epochs without improvement.")
+    ],
+    "split_seed": Annotated[
+        int | None, typer.Option(help="Seed of the held-out validation rows (no --validation) \\[default: --seed].")
+    ],
+    "metric": Annotated[
+        str | None, typer.Option(help="Extra metric: anything evaluate.load accepts (a local module path offline).")
+    ],
+    "drop_invalid": Annotated[
+        bool | None, typer.Option("--drop-invalid", help="Skip rows with an empty text or label instead of stopping.")
+    ],
+    "class_weights": Annotated[
+        str | None,
+        typer.Option(help="Loss weight per label: `auto` (inverse frequency) or W1,W2,... in label order."),
+    ],
+    "metric_for_best": Annotated[
+        str | None, typer.Option(help="Validation metric that picks the best epoch \\[default: the task's].")
+    ],
+    "multi_label": Annotated[
+        bool | None,
+        typer.Option("--multi-label", help="Several labels per row, joined by --label-separator; one sigmoid each."),
+    ],
+    "label_separator": Annotated[
+        str | None, typer.Option(help="Separator of a multi-label cell's labels \\[default: |].")
+    ],
+    "threshold": ThresholdOption,
+    "long_text": LongTextOption,
+    "stride": StrideOption,
+    "report_to": Annotated[
+        str | None,
+        typer.Option(help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow (logs in OUTPUT/logs)."),
+    ],
+    "recipe": Annotated[
+        str | None,
+        typer.Option(
+            help="Published settings for the task (GLUE: roberta-base, roberta-large); --config and flags win."
+        ),
+    ],
+    "max_eval_samples": Annotated[
+        int | None, typer.Option(help="Validate on a seeded, stratified sample of N validation rows.")
+    ],
+    "workers": Annotated[
+        int | None, typer.Option(help="Processes tokenizing large data \\[default: one per usable CPU].")
+    ],
+    **RUN_OPTIONS,
+}
+# What tune does not take of train's options (docs/tuning.md): a study continues when its command is run
+# again (no --resume), and its --overwrite starts a new study; --seeds and --print-config are train's own.
+TUNE_EXCLUDED = ("resume", "seeds", "print_config")
+
+
+def _with_options(options: dict[str, Any], *, exclude: tuple[str, ...] = ()):
+    """Give a command the shared `options` (declared once above) after its own parameters: it takes them as
+    keyword arguments (`**options`). A parameter of its own with the same name wins."""
+
+    def decorate(function):
+        signature = inspect.signature(function, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        taken = {p.name for p in own} | set(exclude)
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+            for name, annotation in options.items()
+            if name not in taken
+        ]
+        function.__signature__ = signature.replace(parameters=[*own, *shared])
+        return function
+
+    return decorate
 
 
 def _version(value: bool) -> None:
@@ -313,78 +382,26 @@ def _keep_stdout_for_json(json_output: bool):
 
 
 @app.command()
+@_with_options(FINE_TUNING_OPTIONS)
 def train(
     data: Annotated[
         str, typer.Argument(help="Training data: a .csv/.tsv/.jsonl file, or a task dataset (e.g. glue/rte).")
     ],
     output: Annotated[str | None, typer.Option("--output", "-o", help="Directory for the trained model.")] = None,
-    model: ModelOption = None,
-    task: TaskOption = None,
-    validation: ValidationOption = None,
-    validation_split: ValidationSplitOption = None,
-    text_column: TextColumn = None,
-    text_pair_column: TextPairColumn = None,
-    label_column: LabelColumn = None,
-    format: FormatOption = None,
-    encoding: EncodingOption = None,
-    data_dir: DataDir = None,
-    epochs: EpochsOption = None,
-    batch_size: BatchSizeOption = None,
-    learning_rate: LearningRateOption = None,
-    max_length: MaxLength = None,
-    warmup_ratio: WarmupRatioOption = None,
-    weight_decay: WeightDecayOption = None,
-    gradient_accumulation: GradientAccumulationOption = None,
-    early_stopping_patience: EarlyStoppingPatienceOption = None,
-    seed: SeedOption = None,
-    split_seed: SplitSeedOption = None,
-    device: DeviceOption = None,
-    precision: PrecisionOption = None,
-    metric: MetricOption = None,
-    drop_invalid: DropInvalidOption = None,
-    overwrite: OverwriteOption = None,
-    resume: ResumeOption = None,
-    save_every: SaveEveryOption = None,
-    keep_checkpoints: KeepCheckpointsOption = None,
-    skip_nonfinite: SkipNonfiniteOption = None,
-    trust_remote_code: TrustRemoteCode = None,
-    class_weights: ClassWeightsOption = None,
-    metric_for_best: MetricForBestOption = None,
-    multi_label: MultiLabelOption = None,
-    label_separator: LabelSeparatorOption = None,
-    threshold: ThresholdOption = None,
-    long_text: LongTextOption = None,
-    stride: StrideOption = None,
-    report_to: ReportToOption = None,
-    recipe: RecipeOption = None,
     seeds: Annotated[
         str | None,
         typer.Option(help="Train once per seed (e.g. 1,2,3,4,5) into DIR/seed-N; summary in DIR/seeds.json."),
     ] = None,
-    max_steps: Annotated[
-        int | None, typer.Option(help="Stop after N optimizer steps (the schedule spans them; overrides --epochs).")
-    ] = None,
-    eval_every: Annotated[
-        int | None, typer.Option(help="Evaluate and keep the best model every N steps instead of every epoch.")
-    ] = None,
-    max_eval_samples: Annotated[
-        int | None, typer.Option(help="Validate on a seeded, stratified sample of N validation rows.")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Processes tokenizing large data \\[default: one per usable CPU].")
-    ] = None,
     config: ConfigFile = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the resolved settings and exit.")] = False,
     json_output: JsonOption = False,
+    **options: Any,
 ) -> None:
     """Fine-tune a classifier on DATA and write a model directory to --output."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "print_config", "json_output", "seeds")}
     _setup()
     from roberta_ft.config import TrainConfig
 
-    values = _run(_settings, config, flags)
-    if not values.get("output"):
-        _fail("no output directory given (pass --output DIR)", 2)
+    values = _run(_settings, config, {"data": data, "output": output, **options})
     settings = _run(TrainConfig.from_dict, values, source=str(config) if config else "the options")
     settings = _run(settings.resolved)  # the task (DATA may name it), its --recipe, then the defaults
     if print_config:
@@ -393,7 +410,7 @@ def train(
     from roberta_ft.train import train as run_training
 
     if seeds is not None:
-        _train_seeds(settings, seeds, seed_given=seed is not None, json_output=json_output)
+        _train_seeds(settings, seeds, seed_given=options.get("seed") is not None, json_output=json_output)
         return
 
     result = _run_with_progress(run_training, settings, json_output)
@@ -446,6 +463,7 @@ class Pruner(str, Enum):
 
 
 @app.command()
+@_with_options(FINE_TUNING_OPTIONS, exclude=TUNE_EXCLUDED)
 def tune(
     data: Annotated[
         str, typer.Argument(help="Training data: a .csv/.tsv/.jsonl file, or a task dataset (e.g. glue/rte).")
@@ -491,45 +509,9 @@ def tune(
     overwrite: Annotated[
         bool | None, typer.Option("--overwrite", help="Start a new study: clear --output (and the study in --storage).")
     ] = None,
-    model: ModelOption = None,
-    task: TaskOption = None,
-    validation: ValidationOption = None,
-    validation_split: ValidationSplitOption = None,
-    text_column: TextColumn = None,
-    text_pair_column: TextPairColumn = None,
-    label_column: LabelColumn = None,
-    format: FormatOption = None,
-    encoding: EncodingOption = None,
-    data_dir: DataDir = None,
-    epochs: EpochsOption = None,
-    batch_size: BatchSizeOption = None,
-    learning_rate: LearningRateOption = None,
-    max_length: MaxLength = None,
-    warmup_ratio: WarmupRatioOption = None,
-    weight_decay: WeightDecayOption = None,
-    gradient_accumulation: GradientAccumulationOption = None,
-    early_stopping_patience: EarlyStoppingPatienceOption = None,
-    seed: SeedOption = None,
-    split_seed: SplitSeedOption = None,
-    device: DeviceOption = None,
-    precision: PrecisionOption = None,
-    metric: MetricOption = None,
-    drop_invalid: DropInvalidOption = None,
-    save_every: SaveEveryOption = None,
-    keep_checkpoints: KeepCheckpointsOption = None,
-    skip_nonfinite: SkipNonfiniteOption = None,
-    trust_remote_code: TrustRemoteCode = None,
-    class_weights: ClassWeightsOption = None,
-    metric_for_best: MetricForBestOption = None,
-    multi_label: MultiLabelOption = None,
-    label_separator: LabelSeparatorOption = None,
-    threshold: ThresholdOption = None,
-    long_text: LongTextOption = None,
-    stride: StrideOption = None,
-    report_to: ReportToOption = None,
-    recipe: RecipeOption = None,
     config: ConfigFile = None,
     json_output: JsonOption = False,
+    **options: Any,
 ) -> None:
     """Search hyperparameters: many training runs on DATA, the hopeless ones stopped early (Optuna).
 
@@ -545,13 +527,10 @@ def tune(
         "sampler_seed": sampler_seed,
         "overwrite": overwrite,
     }
-    flags = {k: v for k, v in locals().items() if k not in ("config", "json_output", "timeout", "search", *search)}
     _setup()
     from roberta_ft.config import TrainConfig, TuneConfig, parse_duration
 
-    values = _run(_settings, config, flags)
-    if not values.get("output"):
-        _fail("no output directory given (pass --output DIR)", 2)
+    values = _run(_settings, config, {"data": data, "output": output, **options})
     train_settings = _run(TrainConfig.from_dict, values, source=str(config) if config else "the options")
     chosen = {k: (v.value if isinstance(v, Enum) else v) for k, v in search.items() if v is not None}
     if timeout is not None:
@@ -797,6 +776,7 @@ class PretrainRecipe(str, Enum):
 
 
 @app.command()
+@_with_options(RUN_OPTIONS)
 def pretrain(
     corpus: Annotated[
         str,
@@ -843,8 +823,6 @@ def pretrain(
         float | None, typer.Option(help="Peak learning rate \\[default: from the recipe].")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the corpus \\[default: 10].")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps (overrides --epochs).")] = None,
-    warmup_ratio: WarmupRatioOption = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay \\[default: 0.01].")] = None,
     mlm_probability: Annotated[float | None, typer.Option(help="Share of tokens masked \\[default: 0.15].")] = None,
     whole_word_masking: Annotated[
@@ -864,27 +842,16 @@ def pretrain(
     vocab_size: Annotated[
         int | None, typer.Option(help="--model tiny: the tokenizer's vocabulary \\[default: 8192].")
     ] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps instead of every epoch.")] = None,
-    seed: SeedOption = None,
-    device: DeviceOption = None,
-    precision: PrecisionOption = None,
-    overwrite: OverwriteOption = None,
-    resume: ResumeOption = None,
-    save_every: SaveEveryOption = None,
-    keep_checkpoints: KeepCheckpointsOption = None,
-    skip_nonfinite: SkipNonfiniteOption = None,
-    trust_remote_code: TrustRemoteCode = None,
     config: ConfigFile = None,
     json_output: JsonOption = False,
+    **options: Any,
 ) -> None:
     """Pretrain a masked LM on unlabelled text (RoBERTa's recipe; DAPT/TAPT), for `train --model DIR`."""
-    flags = {k: v for k, v in locals().items() if k not in ("config", "json_output")}
+    flags = {k: v for k, v in locals().items() if k not in ("config", "json_output", "options")}
     _setup()
     from roberta_ft.config import PretrainConfig
 
-    values = _run(_settings, config, flags)
-    if not values.get("output"):
-        _fail("no output directory given (pass --output DIR)", 2)
+    values = _run(_settings, config, {**flags, **options})
     settings = _run(PretrainConfig.from_dict, values, source=str(config) if config else "the options")
     from roberta_ft.pretrain import pretrain as run_pretraining
 

@@ -1,4 +1,12 @@
-"""One frozen settings object per command: validated once, written to run_config.json, read back later."""
+"""One frozen settings object per command: validated once, written to run_config.json, read back later.
+
+Every setting is declared one way, beside its field: `name: type = setting(default, *checks)`. The default
+and the range checks live there; `_Settings.validate` runs every field's checks, then the few checks that
+relate two settings (`check_together`). The settings of a command that trains (`TrainConfig`,
+`PretrainConfig`) are layered: a field is None until given (a flag, a --config file or Python), and
+`resolved()` fills what was not given from the declared defaults (some depend on the model: `by_model`),
+under the recipe, under what was given.
+"""
 
 from __future__ import annotations
 
@@ -6,54 +14,119 @@ import dataclasses
 import difflib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from roberta_ft.errors import ConfigError
+from roberta_ft.runtime import BACKENDS, DEVICES, PRECISIONS
 
 if TYPE_CHECKING:
     from roberta_ft.registry import Task
 
-# Every training default, in one place. A TrainConfig field is None until given (a flag, a --config
-# file or Python); `TrainConfig.resolved` fills what was not given from the task's --recipe, then from
-# the model defaults below, then from these.
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "model": "roberta-base",
-    "validation_split": 0.1,
-    "encoding": "utf-8",
-    "batch_size": 32,
-    "max_length": 256,
-    "warmup_ratio": 0.06,
-    "weight_decay": 0.1,
-    "adam_betas": (0.9, 0.98),  # RoBERTa's Adam settings
-    "adam_epsilon": 1e-6,
-    "gradient_accumulation": 1,
-    "max_grad_norm": 1.0,
-    "eval_batch_size": 128,
-    "seed": 42,
-    "device": "auto",
-    "precision": "auto",
-    "drop_invalid": False,
-    "overwrite": False,
-    "trust_remote_code": False,
-    "resume": False,
-    "keep_checkpoints": 2,
-    "skip_nonfinite": 0,
-    "multi_label": False,
-    "label_separator": "|",
-    "threshold": 0.5,
-    "long_text": "truncate",
-    "report_to": (),
-    "length_bucketing": True,
-}
-# Settings suited to fine-tuning a pretrained RoBERTa (the RoBERTa paper's GLUE ranges), and to training
-# the `tiny` model from scratch, which needs a much higher learning rate and more epochs.
-PRETRAINED_DEFAULTS = {"learning_rate": 2e-5, "epochs": 3}
-TINY_DEFAULTS = {"learning_rate": 1e-3, "epochs": 10}
 # Without --save-every, a checkpoint every epoch and at least this often.
 SAVE_EVERY_SECONDS = 600.0
+
+
+# ------------------------------------------------------------------------------------ declaring settings
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A range check declared beside a setting: `test(value)` must hold, else one error line:
+    "--flag must be DESCRIPTION, got VALUE" with the hint "pass e.g. --flag EXAMPLE" (or `hint`)."""
+
+    test: Callable[[Any], bool]
+    description: str
+    example: Any = None
+    hint: str | None = None
+    optional: bool = False  # None passes (a setting whose None means "as trained", "not given", "none")
+    problem: str = "{flag} must be {description}, got {value!r}"  # the error line's problem part
+
+    def __call__(self, flag: str, value: Any) -> None:
+        if value is None and self.optional:
+            return
+        if value is None or not self.test(value):
+            problem = self.problem.format(flag=flag, description=self.description, value=value)
+            raise ConfigError(problem, self.hint or f"pass e.g. {flag} {self.example}")
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A setting with a fixed set of values."""
+
+    choices: tuple[str, ...]
+    optional: bool = False
+
+    def __call__(self, flag: str, value: Any) -> None:
+        if (value is None and self.optional) or value in self.choices:
+            return
+        raise ConfigError(f"{flag} {value!r} is not valid", f"use one of {', '.join(map(str, self.choices))}")
+
+
+def positive(example: Any = 2e-5, *, optional: bool = False) -> Check:
+    return Check(lambda v: _number(v) and v > 0, "a positive number", example, optional=optional)
+
+
+def positive_int(example: Any = 16, *, optional: bool = False) -> Check:
+    return Check(lambda v: _integer(v) and v > 0, "a positive integer", example, optional=optional)
+
+
+def non_negative_int(example: Any, *, optional: bool = False) -> Check:
+    return Check(lambda v: _integer(v) and v >= 0, "a non-negative integer", example, optional=optional)
+
+
+def at_least(bound: float, example: Any, *, hint: str | None = None, description: str | None = None) -> Check:
+    return Check(lambda v: _number(v) and v >= bound, description or f">= {bound:g}", example, hint=hint)
+
+
+def between(low: float, high: float, example: Any, *, closed: str = "", description: str | None = None, **kw) -> Check:
+    """low < value < high; `closed` names the ends that are allowed ("low", "high", "both")."""
+    low_ok = closed in ("low", "both")
+    high_ok = closed in ("high", "both")
+
+    def test(value) -> bool:
+        return (
+            _number(value)
+            and (low <= value if low_ok else low < value)
+            and (value <= high if high_ok else value < high)
+        )
+
+    return Check(test, description or f"between {low:g} and {high:g}", example, **kw)
+
+
+@dataclass(frozen=True)
+class ByModel:
+    """A default that depends on the model: a pretrained one, or `tiny` (from random weights)."""
+
+    pretrained: Any
+    tiny: Any
+
+    def for_model(self, model: str | None) -> Any:
+        return self.tiny if model == "tiny" else self.pretrained
+
+
+def setting(default: Any = None, *checks: Check | OneOf, flag: bool = True) -> Any:
+    """A settings field: its default and its checks, declared together (`flag`: False for a setting that
+    has no command-line flag, so its messages name the setting itself)."""
+    metadata = {"default": default, "checks": checks, "flag": flag}
+    value = None if isinstance(default, ByModel) else default
+    if isinstance(value, (list, dict, set)):
+        raise TypeError("a setting's default must be immutable (use a tuple)")
+    return dataclasses.field(default=value, metadata=metadata)
+
+
+# What a settings object cannot be made without, and how the user gives it.
+_REQUIRED = {"output": ("no output directory given", "pass --output DIR")}
 
 
 def _closest_key(key: str, known: list[str]) -> str:
@@ -61,12 +134,36 @@ def _closest_key(key: str, known: list[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+def flag_name(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
 class _Settings:
-    """Shared behaviour: dict/JSON round trip with unknown keys named, and field validation."""
+    """Shared behaviour: dict/JSON round trip with unknown keys named, the declared defaults and checks."""
+
+    # Layered settings (the commands that train): a field is None until given; `resolved()` fills the rest.
+    layered = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("layered"):
+            # None means "not given": the declared default is applied by resolved(), under recipes and flags.
+            for value in list(cls.__dict__.values()):
+                if isinstance(value, dataclasses.Field) and "default" in value.metadata:
+                    value.default = None
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def declared_defaults(cls, model: str | None = None) -> dict[str, Any]:
+        """Each field's declared default (for `model`, where it depends on the model); None where there is none."""
+        defaults = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            default = f.metadata.get("default")
+            defaults[f.name] = default.for_model(model) if isinstance(default, ByModel) else default
+        return defaults
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "settings"):
@@ -79,6 +176,10 @@ class _Settings:
                 )
         converted = {}
         for f in fields(cls):  # type: ignore[arg-type]
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and values.get(f.name) in (None, ""):
+                problem, hint = _REQUIRED.get(f.name, (f"no {f.name} given", f"pass {flag_name(f.name)}"))
+                raise ConfigError(problem, hint)
             if f.name in values:
                 value = values[f.name]
                 if isinstance(value, list):
@@ -95,31 +196,25 @@ class _Settings:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    def given(self) -> dict[str, Any]:
+        """The settings given explicitly (not None)."""
+        return {key: value for key, value in self.to_dict().items() if value is not None}
 
-def _check_positive(name: str, value, *, allow_none: bool = False, integer: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    bad = (
-        value is None
-        or isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (integer and not isinstance(value, int))
-        or not math.isfinite(value)
-        or value <= 0
-    )
-    if bad:
-        kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(
-            f"--{name.replace('_', '-')} must be {kind}, got {value!r}",
-            f"pass e.g. --{name.replace('_', '-')} {2e-5 if not integer else 16}",
-        )
+    def validate(self) -> None:
+        """Every field's declared checks, then the checks that relate settings to each other."""
+        for f in fields(self):  # type: ignore[arg-type]
+            for check in f.metadata.get("checks", ()):
+                check(flag_name(f.name) if f.metadata.get("flag", True) else f.name, getattr(self, f.name))
+        self.check_together()
+
+    def check_together(self) -> None:
+        """Checks that relate two or more settings (a subclass adds its own)."""
 
 
-def _check_skip_nonfinite(value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(
-            f"--skip-nonfinite must be a non-negative integer, got {value!r}", "pass e.g. --skip-nonfinite 3"
-        )
+# ------------------------------------------------------------------------------------ shared checks
+
+# Any number 0 < t < 1: multi-label's decision threshold (train, eval, predict, serve).
+THRESHOLD = between(0, 1, 0.5, optional=True)
 
 
 def _check_tiny_length(max_length: int) -> None:
@@ -132,93 +227,136 @@ def _check_tiny_length(max_length: int) -> None:
         )
 
 
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(
-            f"--{name.replace('_', '-')} {value!r} is not valid", f"use one of {', '.join(map(str, choices))}"
-        )
+def _check_run(settings) -> None:
+    """What every command that trains requires together: an output directory, a tiny model's length limit,
+    and not both --resume and --overwrite."""
+    if not settings.output:
+        raise ConfigError("no output directory given", "pass --output DIR")
+    if settings.resume and settings.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other", "pass one of them, not both")
+    if settings.is_tiny:
+        _check_tiny_length(settings.max_length)
+
+
+def _check_reading(settings) -> None:
+    """--long-text and --stride against --max-length (train, eval, predict, serve)."""
+    if settings.long_text is not None or settings.stride is not None:
+        from roberta_ft.data.tokens import check_options
+
+        check_options(settings.long_text or "sliding", settings.stride, settings.max_length)
+
+
+def _check_runtime(settings) -> None:
+    """--backend with --precision (eval, predict and serve): int8 exists only as an exported ONNX model."""
+    if settings.backend == "onnx":
+        from roberta_ft.onnx_model import PRECISIONS as ONNX_PRECISIONS
+
+        if settings.precision not in ONNX_PRECISIONS:
+            raise ConfigError(
+                f"--precision {settings.precision} is not available with --backend onnx",
+                f"use one of {', '.join(ONNX_PRECISIONS)} (int8 and fp32 are the exported files)",
+            )
+    elif settings.precision == "int8":
+        raise ConfigError("--precision int8 needs --backend onnx", "export the model with `roberta-ft export`")
+    else:
+        OneOf(PRECISIONS)("--precision", settings.precision)
+
+
+# The settings of a run that trains, with the same meaning in train and pretrain (their defaults may differ).
+WARMUP_RATIO = between(0, 1, 0.06, closed="low", description="in [0, 1)")
+ADAM_BETAS = Check(
+    lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v),
+    "two numbers in [0, 1)",
+    hint="e.g. [0.9, 0.98]",
+)
+MAX_GRAD_NORM = at_least(0, 1.0, hint="pass 0 to disable clipping")
+SEED = non_negative_int(42)
+NOT_EMPTY = Check(lambda v: bool(v) and bool(str(v).strip()), "not empty", "'|'", problem="{flag} must not be empty")
+
+
+# ------------------------------------------------------------------------------------ train
 
 
 @dataclass(frozen=True)
 class TrainConfig(_Settings):
-    """The settings of one training run. None means "not given": see TRAIN_DEFAULTS and `resolved`."""
+    """The settings of one training run. None means "not given": `resolved()` fills it (see the module doc)."""
+
+    layered = True
 
     data: str
     output: str
-    task: str | None = None  # None: the task DATA names (glue/rte), else classification
-    model: str | None = None  # roberta-base
-    validation: str | None = None
-    validation_split: float | None = None
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    format: str | None = None
-    encoding: str | None = None
-    data_dir: str | None = None
-    epochs: int | None = None  # 3 for a pretrained model, 10 for tiny
-    batch_size: int | None = None  # samples per optimizer step, over all processes and accumulation steps
-    learning_rate: float | None = None  # 2e-5 for a pretrained model, 1e-3 for tiny
-    max_length: int | None = None
-    warmup_ratio: float | None = None
-    weight_decay: float | None = None
-    adam_betas: tuple[float, float] | None = None
-    adam_epsilon: float | None = None
-    gradient_accumulation: int | None = None
-    max_grad_norm: float | None = None  # 0: no clipping
-    eval_batch_size: int | None = None
-    seed: int | None = None
-    split_seed: int | None = None  # the held-out validation rows (no --validation); None: --seed
-    early_stopping_patience: int | None = None  # None: never stop early
-    device: str | None = None
-    precision: str | None = None
-    metric: str | None = None  # an extra evaluate metric
-    drop_invalid: bool | None = None
-    overwrite: bool | None = None
-    trust_remote_code: bool | None = None
-    recipe: str | None = None
-    resume: bool | None = None  # continue the run in --output from its last checkpoint
-    save_every: int | None = None  # optimizer steps between checkpoints; None: every epoch and every ~10 minutes
-    keep_checkpoints: int | None = None
-    skip_nonfinite: int | None = None  # steps with a non-finite loss skipped before the run stops
+    task: str | None = setting(None)  # None: the task DATA names (glue/rte), else classification
+    model: str | None = setting("roberta-base")  # a Hub id, a local directory, or "tiny"
+    validation: str | None = setting(None)
+    validation_split: float | None = setting(0.1, between(0, 1, 0.1))
+    text_column: str | None = setting(None)
+    text_pair_column: str | None = setting(None)
+    label_column: str | None = setting(None)
+    format: str | None = setting(None)
+    encoding: str | None = setting("utf-8")
+    data_dir: str | None = setting(None)
+    epochs: int | None = setting(ByModel(pretrained=3, tiny=10), positive_int(3))
+    batch_size: int | None = setting(
+        32, positive_int(16)
+    )  # samples per optimizer step, over processes and accumulation
+    learning_rate: float | None = setting(ByModel(pretrained=2e-5, tiny=1e-3), positive(2e-5))
+    max_length: int | None = setting(256, positive_int(256), at_least(8, 256, description="at least 8"))
+    warmup_ratio: float | None = setting(0.06, WARMUP_RATIO)
+    weight_decay: float | None = setting(0.1, at_least(0, 0.1))
+    adam_betas: tuple[float, float] | None = setting((0.9, 0.98), ADAM_BETAS, flag=False)  # RoBERTa's Adam settings
+    adam_epsilon: float | None = setting(1e-6, positive(1e-6))
+    gradient_accumulation: int | None = setting(1, positive_int(2))
+    max_grad_norm: float | None = setting(1.0, MAX_GRAD_NORM)  # 0: no clipping
+    eval_batch_size: int | None = setting(128, positive_int(128))
+    seed: int | None = setting(42, SEED)
+    split_seed: int | None = setting(None, non_negative_int(42, optional=True))  # held-out rows' seed; None: --seed
+    early_stopping_patience: int | None = setting(None, positive_int(3, optional=True))  # None: never stop early
+    device: str | None = setting("auto", OneOf(DEVICES))
+    precision: str | None = setting("auto", OneOf(PRECISIONS))
+    metric: str | None = setting(None)  # an extra evaluate metric
+    drop_invalid: bool | None = setting(False)
+    overwrite: bool | None = setting(False)
+    trust_remote_code: bool | None = setting(False)
+    recipe: str | None = setting(None)
+    resume: bool | None = setting(False)  # continue the run in --output from its last checkpoint
+    save_every: int | None = setting(None, positive_int(500, optional=True))  # None: every epoch and ~10 minutes
+    keep_checkpoints: int | None = setting(2, positive_int(2))
+    skip_nonfinite: int | None = setting(0, non_negative_int(3))  # steps with a non-finite loss skipped
     # Data people really have: imbalance, several labels per row, long texts (see docs/data-formats.md).
-    class_weights: str | tuple[float, ...] | None = None  # "auto" (inverse frequency) or one weight per label
-    metric_for_best: str | None = None  # None: the task's primary metric (micro_f1 with multi_label)
-    multi_label: bool | None = None
-    label_separator: str | None = None
-    threshold: float | None = None  # multi_label: a label is predicted when its probability reaches it
-    long_text: str | None = None  # truncate | head-tail | sliding
-    stride: int | None = None  # sliding: tokens consecutive windows share; None: max_length // 2
-    report_to: tuple[str, ...] | None = None  # experiment trackers: tensorboard, wandb, mlflow
+    class_weights: str | tuple[float, ...] | None = setting(None)  # "auto" (inverse frequency) or one weight per label
+    metric_for_best: str | None = setting(None)  # None: the task's primary metric (micro_f1 with multi_label)
+    multi_label: bool | None = setting(False)
+    label_separator: str | None = setting("|", NOT_EMPTY)
+    threshold: float | None = setting(0.5, THRESHOLD)  # multi_label: a label is predicted from this probability
+    long_text: str | None = setting("truncate")  # truncate | head-tail | sliding
+    stride: int | None = setting(None)  # sliding: tokens consecutive windows share; None: max_length // 2
+    report_to: tuple[str, ...] | None = setting(())  # experiment trackers: tensorboard, wandb, mlflow
     # Batches of similar-length rows (docs/performance.md); no flag: off only to measure what it gives.
-    length_bucketing: bool | None = None
+    length_bucketing: bool | None = setting(True)
     # Data bigger than memory (docs/data-formats.md#large-files).
-    max_steps: int | None = None  # stop after this many optimizer steps (the schedule spans them)
-    eval_every: int | None = None  # evaluate (and pick the best model) every N steps instead of every epoch
-    max_eval_samples: int | None = None  # validate on a seeded, stratified sample of this many rows
-    workers: int | None = None  # processes tokenizing large data; None: one per usable CPU
+    max_steps: int | None = setting(None, positive_int(1000, optional=True))  # stop after N optimizer steps
+    eval_every: int | None = setting(None, positive_int(500, optional=True))  # evaluate every N steps
+    max_eval_samples: int | None = setting(None, positive_int(2000, optional=True))  # validate on a sample
+    workers: int | None = setting(None, positive_int(2, optional=True))  # tokenizing processes; None: one per CPU
 
     @property
     def is_tiny(self) -> bool:
         return self.model == "tiny"
 
-    def given(self) -> dict[str, Any]:
-        """The settings given explicitly (not None)."""
-        return {key: value for key, value in self.to_dict().items() if value is not None}
-
     def resolved(self) -> TrainConfig:
         """Every setting filled, for the CLI and Python alike, then validated once.
 
-        The task comes from --task or DATA; then the precedence is TRAIN_DEFAULTS < the model's
-        defaults (pretrained or tiny) < the task's --recipe < what was given.
+        The task comes from --task or DATA; then the precedence is the declared defaults (for the model:
+        pretrained or tiny) < the task's --recipe < what was given.
         """
+        from roberta_ft.data.sources import resolve_task
         from roberta_ft.imbalance import parse_class_weights
-        from roberta_ft.registry import resolve_task
         from roberta_ft.tracking import parse_report_to
 
         task = resolve_task(self.task, self.data)
         values = apply_recipe({**self.given(), "task": task.name}, task)
-        model = values.get("model", TRAIN_DEFAULTS["model"])
-        defaults = {**TRAIN_DEFAULTS, **(TINY_DEFAULTS if model == "tiny" else PRETRAINED_DEFAULTS)}
+        model = values.get("model", TrainConfig.declared_defaults()["model"])
+        defaults = {k: v for k, v in TrainConfig.declared_defaults(model).items() if v is not None}
         config = TrainConfig.from_dict({**defaults, **values})
         config = config.replace(
             class_weights=parse_class_weights(config.class_weights), report_to=parse_report_to(config.report_to)
@@ -226,209 +364,172 @@ class TrainConfig(_Settings):
         config.validate()
         return config
 
-    def validate(self) -> None:
-        from roberta_ft.runtime import DEVICES, PRECISIONS
-
-        _check_positive("learning_rate", self.learning_rate, allow_none=True)
-        _check_positive("epochs", self.epochs, allow_none=True, integer=True)
-        _check_positive("batch_size", self.batch_size, integer=True)
-        _check_positive("max_length", self.max_length, integer=True)
-        _check_positive("gradient_accumulation", self.gradient_accumulation, integer=True)
-        _check_positive("eval_batch_size", self.eval_batch_size, integer=True)
-        _check_positive("early_stopping_patience", self.early_stopping_patience, allow_none=True, integer=True)
-        _check_positive("adam_epsilon", self.adam_epsilon)
-        _check_positive("save_every", self.save_every, allow_none=True, integer=True)
-        _check_positive("keep_checkpoints", self.keep_checkpoints, integer=True)
-        for name in ("max_steps", "eval_every", "max_eval_samples", "workers"):
-            _check_positive(name, getattr(self, name), allow_none=True, integer=True)
-        _check_skip_nonfinite(self.skip_nonfinite)
-        if self.max_length < 8:
-            raise ConfigError(f"--max-length must be at least 8, got {self.max_length}", "pass e.g. --max-length 256")
-        if self.is_tiny:
-            _check_tiny_length(self.max_length)
-        if not 0 < self.validation_split < 1:
-            raise ConfigError(
-                f"--validation-split must be between 0 and 1, got {self.validation_split!r}", "pass e.g. 0.1"
-            )
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio!r}", "pass e.g. 0.06")
-        if self.weight_decay < 0:
-            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay!r}", "pass e.g. 0.1")
-        if self.max_grad_norm < 0:
-            raise ConfigError(f"--max-grad-norm must be >= 0, got {self.max_grad_norm!r}", "pass 0 to disable clipping")
-        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
-            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}", "e.g. [0.9, 0.98]")
+    def check_together(self) -> None:
+        _check_run(self)
         if self.batch_size % self.gradient_accumulation:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is not a multiple of --gradient-accumulation {self.gradient_accumulation}",
                 "the batch size counts samples per optimizer step; make it a multiple",
             )
-        for name in ("seed", "split_seed"):
-            value = getattr(self, name)
-            if (value is not None or name == "seed") and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 0
-            ):
-                flag = f"--{name.replace('_', '-')}"
-                raise ConfigError(f"{flag} must be a non-negative integer, got {value!r}", f"pass e.g. {flag} 42")
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("precision", self.precision, PRECISIONS)
-        if not self.output:
-            raise ConfigError("no output directory given", "pass --output DIR")
-        _check_data_options(self)
+        _check_reading(self)
+
+
+# ------------------------------------------------------------------------------------ eval, predict
 
 
 @dataclass(frozen=True)
 class EvalConfig(_Settings):
     model_dir: str
     data: str
-    task: str | None = None  # None: the task in the model dir's run_config.json
-    split: str = "validation"
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    format: str | None = None
-    encoding: str = "utf-8"
-    data_dir: str | None = None
-    max_length: int | None = None  # None: the training max length
-    batch_size: int = 128
-    device: str = "auto"
-    precision: str = "auto"
-    metric: str | None = None
-    drop_invalid: bool = False
-    trust_remote_code: bool = False
-    threshold: float | None = None  # multi-label models; None: the training threshold
-    long_text: str | None = None  # None: the training --long-text (and --stride)
-    stride: int | None = None
-    report: str | None = None  # eval_report.json path; None: into the model directory
-    backend: str = "torch"  # what runs the network (inference.BACKENDS)
+    task: str | None = setting(None)  # None: the task in the model dir's run_config.json
+    split: str = setting("validation")
+    text_column: str | None = setting(None)
+    text_pair_column: str | None = setting(None)
+    label_column: str | None = setting(None)
+    format: str | None = setting(None)
+    encoding: str = setting("utf-8")
+    data_dir: str | None = setting(None)
+    max_length: int | None = setting(None, positive_int(256, optional=True))  # None: the training max length
+    batch_size: int = setting(128, positive_int(128))
+    device: str = setting("auto", OneOf(DEVICES))
+    precision: str = setting("auto")  # checked with the backend (_check_runtime)
+    metric: str | None = setting(None)
+    drop_invalid: bool = setting(False)
+    trust_remote_code: bool = setting(False)
+    threshold: float | None = setting(None, THRESHOLD)  # multi-label models; None: the training threshold
+    long_text: str | None = setting(None)  # None: the training --long-text (and --stride)
+    stride: int | None = setting(None)
+    report: str | None = setting(None)  # eval_report.json path; None: into the model directory
+    backend: str = setting("torch", OneOf(BACKENDS))  # what runs the network (inference.BACKENDS)
 
-    def validate(self) -> None:
-        _check_positive("batch_size", self.batch_size, integer=True)
-        _check_positive("max_length", self.max_length, allow_none=True, integer=True)
+    def check_together(self) -> None:
         _check_runtime(self)
-        _check_data_options(self)
+        _check_reading(self)
 
 
 @dataclass(frozen=True)
 class PredictConfig(_Settings):
     model_dir: str
     input: str
-    output: str | None = None  # None: stdout
-    batch_size: int = 64
-    max_length: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    encoding: str = "utf-8"
-    chunk_lines: int = 8192  # lines read, sorted and predicted at a time: memory stays flat
-    overwrite: bool = False
-    trust_remote_code: bool = False
+    output: str | None = setting(None)  # None: stdout
+    batch_size: int = setting(64, positive_int(64))
+    max_length: int | None = setting(None, positive_int(256, optional=True))
+    device: str = setting("auto", OneOf(DEVICES))
+    precision: str = setting("auto")  # checked with the backend (_check_runtime)
+    encoding: str = setting("utf-8")
+    chunk_lines: int = setting(8192, positive_int(8192))  # lines read, sorted and predicted at a time
+    overwrite: bool = setting(False)
+    trust_remote_code: bool = setting(False)
     # When INPUT names a task dataset (e.g. glue/sst2): its split, data folder, and a submission folder.
-    split: str = "test"
-    data_dir: str | None = None  # None: the data dir the model was trained with
-    submission: str | None = None  # a folder for the task's leaderboard file (GLUE: SST-2.tsv ...)
-    top_k: int | None = None  # the K best labels with their probabilities
-    threshold: float | None = None  # multi-label models; None: the training threshold
-    long_text: str | None = None  # None: the training --long-text (and --stride)
-    stride: int | None = None
-    backend: str = "torch"  # what runs the network (inference.BACKENDS)
+    split: str = setting("test")
+    data_dir: str | None = setting(None)  # None: the data dir the model was trained with
+    submission: str | None = setting(None)  # a folder for the task's leaderboard file (GLUE: SST-2.tsv ...)
+    top_k: int | None = setting(None, positive_int(3, optional=True))  # the K best labels with their probabilities
+    threshold: float | None = setting(None, THRESHOLD)  # multi-label models; None: the training threshold
+    long_text: str | None = setting(None)  # None: the training --long-text (and --stride)
+    stride: int | None = setting(None)
+    backend: str = setting("torch", OneOf(BACKENDS))  # what runs the network (inference.BACKENDS)
 
-    def validate(self) -> None:
-        _check_positive("batch_size", self.batch_size, integer=True)
-        _check_positive("max_length", self.max_length, allow_none=True, integer=True)
-        _check_positive("chunk_lines", self.chunk_lines, integer=True)
+    def check_together(self) -> None:
         _check_runtime(self)
-        _check_positive("top_k", self.top_k, allow_none=True, integer=True)
-        _check_data_options(self)
+        _check_reading(self)
 
 
 @dataclass(frozen=True)
 class ExportConfig(_Settings):
     model_dir: str
-    output: str | None = None  # None: into model_dir, beside its config.json and tokenizer
+    output: str | None = setting(None)  # None: into model_dir, beside its config.json and tokenizer
     # int8: model.onnx and model_quantized.onnx (the residual projections kept in fp32, export.py);
     # int8-full: every matrix product in int8 (faster, less accurate); none: model.onnx only
-    quantize: str = "int8"
-    verify_texts: str | None = None  # a text file (one text per line) to check the export on; None: built-in samples
-    overwrite: bool = False
-    trust_remote_code: bool = False
+    quantize: str = setting("int8", OneOf(("int8", "int8-full", "none")))
+    verify_texts: str | None = setting(None)  # a text file (one text per line) to check on; None: built-in samples
+    overwrite: bool = setting(False)
+    trust_remote_code: bool = setting(False)
 
-    def validate(self) -> None:
-        _check_choice("quantize", self.quantize, ("int8", "int8-full", "none"))
 
+# ------------------------------------------------------------------------------------ pretrain
 
 # `roberta-ft pretrain --recipe`: the published settings (docs/pretraining.md). Without a recipe: RoBERTa's
-# optimizer and masking with a TAPT-sized batch, 10 epochs (PRETRAIN_DEFAULTS).
+# optimizer and masking with a TAPT-sized batch, 10 epochs (the declared defaults).
 PRETRAIN_RECIPES = {
     # Gururangan et al. 2020, task-adaptive pretraining: 100 epochs over the task's own texts.
     "tapt": {"epochs": 100, "batch_size": 256, "learning_rate": 1e-4, "warmup_ratio": 0.06},
     # Domain-adaptive pretraining: 12.5k steps of 2,048 sequences on the domain's corpus.
     "dapt": {"max_steps": 12500, "batch_size": 2048, "learning_rate": 5e-4, "warmup_ratio": 0.06},
 }
-PRETRAIN_DEFAULTS = {"epochs": 10, "batch_size": 256, "warmup_ratio": 0.06}
-PRETRAIN_LEARNING_RATE = {"pretrained": 1e-4, "tiny": 1e-3}  # without a recipe or --learning-rate
-# The share of the steps over which attention's bias toward nearby tokens fades (masking.LocalityWarmup):
-# a model from random weights needs it to leave the masked LM's word-frequency plateau; a pretrained one does not.
-PRETRAIN_LOCALITY_WARMUP = {"pretrained": 0.0, "tiny": 0.3}
 MICRO_BATCH_TOKENS = {"cpu": 8192, "cuda": 32768, "mps": 8192}  # tokens per forward pass when not given
 
 
 @dataclass(frozen=True)
 class PretrainConfig(_Settings):
-    """`roberta-ft pretrain`: masked-LM pretraining on a corpus (roberta_ft/pretrain.py). None: from the recipe."""
+    """`roberta-ft pretrain`: masked-LM pretraining on a corpus (roberta_ft/pretrain.py). None: not given."""
+
+    layered = True
 
     corpus: str
     output: str
-    model: str = "roberta-base"  # a model id or directory to continue from, or "tiny": a small RoBERTa from scratch
-    recipe: str | None = None  # tapt | dapt (PRETRAIN_RECIPES); None: PRETRAIN_DEFAULTS
-    text_column: str | None = None  # CSV/TSV/JSONL corpora; None: the "text" column
-    format: str | None = None
-    encoding: str = "utf-8"
-    blank_line_documents: bool = False  # .txt: documents are paragraphs separated by blank lines
-    validation_split: float = 0.05  # a seeded share of the documents held out for the masked-LM loss
-    max_length: int = 512  # tokens per block
-    batch_size: int | None = None  # sequences per optimizer step, over processes and accumulation
-    micro_batch_size: int | None = None  # sequences per forward pass; None: MICRO_BATCH_TOKENS // max_length
-    learning_rate: float | None = None
-    epochs: int | None = None
-    max_steps: int | None = None  # the steps decide instead of the epochs
-    warmup_ratio: float | None = None
-    weight_decay: float = 0.01
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    adam_epsilon: float = 1e-6
-    max_grad_norm: float = 1.0
-    mlm_probability: float = 0.15
-    whole_word_masking: bool = False  # mask whole words (all of a word's tokens or none) instead of single tokens
-    seed: int = 42
-    device: str = "auto"
-    precision: str = "auto"
-    eval_every: int | None = None  # evaluate every N optimizer steps instead of every epoch
-    eval_batch_size: int | None = None  # None: the micro-batch size
-    save_every: int | None = None  # optimizer steps between checkpoints; None: every epoch and every ~10 minutes
-    keep_checkpoints: int = 2
-    skip_nonfinite: int = 0
-    overwrite: bool = False
-    resume: bool = False
-    vocab_size: int = 8192  # --model tiny: the BPE vocabulary trained on the corpus
-    trust_remote_code: bool = False
-    sparse_head: bool = True  # the LM head only at masked positions (masking.py); False: on every position
-    locality_warmup: float | None = None  # share of the steps; None: PRETRAIN_LOCALITY_WARMUP
+    model: str | None = setting("roberta-base")  # a model id or directory to continue from, or "tiny"
+    recipe: str | None = setting(None, OneOf(tuple(PRETRAIN_RECIPES), optional=True))  # tapt | dapt
+    text_column: str | None = setting(None)  # CSV/TSV/JSONL corpora; None: the "text" column
+    format: str | None = setting(None)
+    encoding: str | None = setting("utf-8")
+    blank_line_documents: bool | None = setting(False)  # .txt: documents are paragraphs between blank lines
+    validation_split: float | None = setting(0.05, between(0, 1, 0.05))  # documents held out for the loss
+    max_length: int | None = setting(512, positive_int(512), at_least(16, 512, description="at least 16"))  # per block
+    batch_size: int | None = setting(256, positive_int(256))  # sequences per optimizer step
+    micro_batch_size: int | None = setting(
+        None, positive_int(8, optional=True)
+    )  # None: MICRO_BATCH_TOKENS // max_length
+    learning_rate: float | None = setting(ByModel(pretrained=1e-4, tiny=1e-3), positive(1e-4))
+    epochs: int | None = setting(10, positive_int(10))
+    max_steps: int | None = setting(None, positive_int(1000, optional=True))  # the steps decide instead of the epochs
+    warmup_ratio: float | None = setting(0.06, WARMUP_RATIO)
+    weight_decay: float | None = setting(0.01, at_least(0, 0.01))
+    adam_betas: tuple[float, float] | None = setting((0.9, 0.98), ADAM_BETAS, flag=False)
+    adam_epsilon: float | None = setting(1e-6, positive(1e-6))
+    max_grad_norm: float | None = setting(1.0, MAX_GRAD_NORM)
+    mlm_probability: float | None = setting(0.15, between(0, 1, 0.15))
+    whole_word_masking: bool | None = setting(False)  # mask whole words (all of a word's tokens or none)
+    seed: int | None = setting(42, SEED)
+    device: str | None = setting("auto", OneOf(DEVICES))
+    precision: str | None = setting("auto", OneOf(PRECISIONS))
+    eval_every: int | None = setting(None, positive_int(500, optional=True))  # evaluate every N steps
+    eval_batch_size: int | None = setting(None, positive_int(8, optional=True))  # None: the micro-batch size
+    save_every: int | None = setting(None, positive_int(500, optional=True))  # None: every epoch and ~10 minutes
+    keep_checkpoints: int | None = setting(2, positive_int(2))
+    skip_nonfinite: int | None = setting(0, non_negative_int(3))
+    overwrite: bool | None = setting(False)
+    resume: bool | None = setting(False)
+    vocab_size: int | None = setting(8192, positive_int(8192))  # --model tiny: the BPE vocabulary trained on the corpus
+    trust_remote_code: bool | None = setting(False)
+    sparse_head: bool | None = setting(True)  # the LM head only at masked positions (masking.py)
+    # The share of the steps over which attention's bias toward nearby tokens fades (masking.LocalityWarmup):
+    # a model from random weights needs it to leave the masked LM's word-frequency plateau; a pretrained one does not.
+    locality_warmup: float | None = setting(
+        ByModel(pretrained=0.0, tiny=0.3),
+        between(
+            0,
+            1,
+            0.3,
+            closed="both",
+            description="between 0 and 1 (a share of the steps)",
+            hint="pass e.g. 0.3, or 0 for none",
+        ),
+    )
 
     @property
     def is_tiny(self) -> bool:
         return self.model == "tiny"
 
     def resolved(self) -> PretrainConfig:
-        """Every None filled: PRETRAIN_DEFAULTS < the --recipe < what was given."""
+        """Every None filled: the declared defaults (for the model) < the --recipe < what was given."""
         if self.recipe is not None:
-            _check_choice("recipe", self.recipe, tuple(PRETRAIN_RECIPES))
-        given = {key: value for key, value in self.to_dict().items() if value is not None}
-        recipe = PRETRAIN_RECIPES.get(self.recipe, {}) if self.recipe else {}
-        start = "tiny" if self.is_tiny else "pretrained"
+            OneOf(tuple(PRETRAIN_RECIPES))("--recipe", self.recipe)
+        given = self.given()
+        model = given.get("model", PretrainConfig.declared_defaults()["model"])
         values = {
-            **PRETRAIN_DEFAULTS,
-            "learning_rate": PRETRAIN_LEARNING_RATE[start],
-            "locality_warmup": PRETRAIN_LOCALITY_WARMUP[start],
-            **recipe,
+            **{k: v for k, v in PretrainConfig.declared_defaults(model).items() if v is not None},
+            **PRETRAIN_RECIPES.get(self.recipe, {}),
             **given,
         }
         if values.get("max_steps") is not None and "epochs" not in given:
@@ -437,58 +538,20 @@ class PretrainConfig(_Settings):
         config.validate()
         return config
 
-    def validate(self) -> None:
-        from roberta_ft.runtime import DEVICES, PRECISIONS
-
-        for name in ("learning_rate", "adam_epsilon"):
-            _check_positive(name, getattr(self, name))
-        for name in ("epochs", "batch_size", "max_length", "keep_checkpoints", "vocab_size"):
-            _check_positive(name, getattr(self, name), integer=True)
-        for name in ("micro_batch_size", "max_steps", "eval_every", "eval_batch_size", "save_every"):
-            _check_positive(name, getattr(self, name), allow_none=True, integer=True)
-        if self.max_length < 16:
-            raise ConfigError(f"--max-length must be at least 16, got {self.max_length}", "pass e.g. --max-length 512")
-        _check_skip_nonfinite(self.skip_nonfinite)
-        if self.is_tiny:
-            _check_tiny_length(self.max_length)
-            if self.vocab_size < 300:
-                raise ConfigError(
-                    f"--vocab-size {self.vocab_size} is too small for a byte-level BPE",
-                    "pass --vocab-size 1000 or more",
-                )
-        if not 0 < self.validation_split < 1:
+    def check_together(self) -> None:
+        _check_run(self)
+        if self.is_tiny and self.vocab_size < 300:
             raise ConfigError(
-                f"--validation-split must be between 0 and 1, got {self.validation_split!r}", "pass e.g. 0.05"
+                f"--vocab-size {self.vocab_size} is too small for a byte-level BPE", "pass --vocab-size 1000 or more"
             )
-        if self.locality_warmup is not None and not 0 <= self.locality_warmup <= 1:
-            raise ConfigError(
-                f"--locality-warmup must be between 0 and 1 (a share of the steps), got {self.locality_warmup!r}",
-                "pass e.g. 0.3, or 0 for none",
-            )
-        if not 0 < self.mlm_probability < 1:
-            raise ConfigError(
-                f"--mlm-probability must be between 0 and 1, got {self.mlm_probability!r}", "pass e.g. 0.15"
-            )
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio!r}", "pass e.g. 0.06")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ConfigError("--weight-decay and --max-grad-norm must be >= 0", "pass e.g. 0.01 and 1.0")
-        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
-            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}", "e.g. [0.9, 0.98]")
         if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is not a multiple of --micro-batch-size {self.micro_batch_size}",
                 "the batch size counts sequences per optimizer step; make it a multiple",
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}", "pass e.g. --seed 42")
-        _check_choice("device", self.device, DEVICES)
-        _check_choice("precision", self.precision, PRECISIONS)
-        if self.resume and self.overwrite:
-            raise ConfigError("--resume and --overwrite contradict each other", "pass one of them, not both")
-        if not self.output:
-            raise ConfigError("no output directory given", "pass --output DIR")
 
+
+# ------------------------------------------------------------------------------------ serve
 
 # The addresses `serve` binds without a warning: this machine only.
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -499,38 +562,28 @@ class ServeConfig(_Settings):
     """`roberta-ft serve`: an HTTP prediction service over one model directory (see roberta_ft/serve.py)."""
 
     model_dir: str
-    host: str = "127.0.0.1"  # this machine only; anything else is the user's explicit choice (logged)
-    port: int = 8000
-    backend: str = "torch"  # what runs the network (inference.BACKENDS)
-    device: str = "auto"
-    precision: str = "auto"
-    trust_remote_code: bool = False
-    max_length: int | None = None  # None: the training max length
-    long_text: str | None = None  # None: the training --long-text (and --stride)
-    stride: int | None = None
-    threshold: float | None = None  # multi-label models; None: the training threshold (a request may pass its own)
-    max_batch_size: int = 64  # texts per forward pass, gathered from concurrent requests; 1: no batching
-    max_wait_ms: float = 5.0  # how long the oldest waiting text may wait for others to fill a batch
-    max_texts: int = 256  # texts (or pairs) in one request
-    max_body_kb: int = 1024  # request body size limit, KiB
-    access_log: bool = False  # one log line per request (uvicorn's access log)
+    # This machine only; anything else is the user's explicit choice (logged).
+    host: str = setting("127.0.0.1", Check(lambda v: isinstance(v, str) and bool(v.strip()), "an address", "127.0.0.1"))
+    port: int = setting(8000, Check(lambda v: _integer(v) and 1 <= v <= 65535, "a port number from 1 to 65535", 8000))
+    backend: str = setting("torch", OneOf(BACKENDS))  # what runs the network (inference.BACKENDS)
+    device: str = setting("auto", OneOf(DEVICES))
+    precision: str = setting("auto")  # checked with the backend (_check_runtime)
+    trust_remote_code: bool = setting(False)
+    max_length: int | None = setting(None, positive_int(256, optional=True))  # None: the training max length
+    long_text: str | None = setting(None)  # None: the training --long-text (and --stride)
+    stride: int | None = setting(None)
+    # Multi-label models; None: the training threshold (a request may pass its own).
+    threshold: float | None = setting(None, THRESHOLD)
+    max_batch_size: int = setting(64, positive_int(64))  # texts per forward pass from concurrent requests; 1: none
+    # How long the oldest waiting text may wait for others to fill a batch.
+    max_wait_ms: float = setting(5.0, Check(lambda v: _number(v) and v >= 0, "a number >= 0", 5))
+    max_texts: int = setting(256, positive_int(256))  # texts (or pairs) in one request
+    max_body_kb: int = setting(1024, positive_int(1024))  # request body size limit, KiB
+    access_log: bool = setting(False)  # one log line per request (uvicorn's access log)
 
-    def validate(self) -> None:
-        if not isinstance(self.host, str) or not self.host.strip():
-            raise ConfigError(f"--host must be an address, got {self.host!r}", "pass e.g. --host 127.0.0.1")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
-            raise ConfigError(
-                f"--port must be a port number from 1 to 65535, got {self.port!r}", "pass e.g. --port 8000"
-            )
-        _check_positive("max_batch_size", self.max_batch_size, integer=True)
-        _check_positive("max_texts", self.max_texts, integer=True)
-        _check_positive("max_body_kb", self.max_body_kb, integer=True)
-        _check_positive("max_length", self.max_length, allow_none=True, integer=True)
-        wait = self.max_wait_ms
-        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not math.isfinite(wait) or wait < 0:
-            raise ConfigError(f"--max-wait-ms must be a number >= 0, got {wait!r}", "pass e.g. --max-wait-ms 5")
+    def check_together(self) -> None:
         _check_runtime(self)
-        _check_data_options(self)
+        _check_reading(self)
 
     @property
     def is_local(self) -> bool:
@@ -538,11 +591,17 @@ class ServeConfig(_Settings):
         return self.host in LOCAL_HOSTS
 
 
+# ------------------------------------------------------------------------------------ tune
+
 # `roberta-ft tune`: the named search spaces (search_space.py) and the pruners that stop hopeless trials.
 TUNE_SPACES = ("roberta-paper", "wide")
 PRUNERS = ("median", "successive-halving", "none")
 # Trials of a study whose space is not a grid, when --trials is not given.
 TUNE_TRIALS = 20
+
+
+def _space(value) -> bool:
+    return value in TUNE_SPACES or str(value).lower().endswith(".toml")
 
 
 @dataclass(frozen=True)
@@ -554,14 +613,31 @@ class TuneConfig(_Settings):
     """
 
     train: TrainConfig
-    trials: int | None = None  # finished trials the study should hold; None: the grid's size, else TUNE_TRIALS
-    timeout: float | None = None  # seconds after which no new trial starts (the running one finishes)
-    space: str = "wide"  # roberta-paper | wide | a .toml file
-    storage: str | None = None  # an Optuna RDB URL; None: a SQLite file in the output directory
-    study_name: str = "roberta-ft"
-    pruner: str = "median"
-    sampler_seed: int | None = None  # None: a fresh random search each process
-    overwrite: bool = False  # start a new study: clear the output directory (and the study in --storage)
+    trials: int | None = setting(None, positive_int(20, optional=True))  # None: the grid's size, else TUNE_TRIALS
+    timeout: float | None = setting(None, positive(3600, optional=True))  # seconds after which no new trial starts
+    space: str = setting(
+        "wide",
+        Check(
+            _space,
+            "a named space or a .toml file",
+            hint=f"use one of {', '.join(TUNE_SPACES)}, or a FILE.toml of ranges (see docs/tuning.md)",
+            problem="{flag} {value!r} is neither a named space nor a .toml file",
+        ),
+    )
+    storage: str | None = setting(
+        None,
+        Check(
+            lambda v: "://" in str(v),
+            "a database URL",
+            hint="pass e.g. sqlite:///study.db or postgresql://user:password@host/database",
+            optional=True,
+            problem="{flag} {value!r} is not a database URL",
+        ),
+    )
+    study_name: str = setting("roberta-ft", NOT_EMPTY)
+    pruner: str = setting("median", OneOf(PRUNERS))
+    sampler_seed: int | None = setting(None, non_negative_int(0, optional=True))  # None: a fresh random search
+    overwrite: bool = setting(False)  # start a new study: clear the output directory (and the study in --storage)
 
     @property
     def output(self) -> str:
@@ -587,27 +663,7 @@ class TuneConfig(_Settings):
             "train": self.train.to_dict(),
         }
 
-    def validate(self) -> None:
-        _check_positive("trials", self.trials, allow_none=True, integer=True)
-        _check_positive("timeout", self.timeout, allow_none=True)
-        _check_choice("pruner", self.pruner, PRUNERS)
-        if self.space not in TUNE_SPACES and not str(self.space).lower().endswith(".toml"):
-            raise ConfigError(
-                f"--space {self.space!r} is neither a named space nor a .toml file",
-                f"use one of {', '.join(TUNE_SPACES)}, or a FILE.toml of ranges (see docs/tuning.md)",
-            )
-        if self.storage is not None and "://" not in self.storage:
-            raise ConfigError(
-                f"--storage {self.storage!r} is not a database URL",
-                "pass e.g. sqlite:///study.db or postgresql://user:password@host/database",
-            )
-        if not self.study_name or not str(self.study_name).strip():
-            raise ConfigError("--study-name must not be empty", "pass e.g. --study-name sst2-wide")
-        seed = self.sampler_seed
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-            raise ConfigError(
-                f"--sampler-seed must be a non-negative integer, got {seed!r}", "pass e.g. --sampler-seed 0"
-            )
+    def check_together(self) -> None:
         if not self.train.output:
             raise ConfigError("no output directory given", "pass --output DIR")
         if self.train.resume:
@@ -638,41 +694,6 @@ def parse_duration(text: str | float | int) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"--timeout must be a positive duration, got {text!r}", "pass e.g. --timeout 2h")
     return value
-
-
-def _check_runtime(settings) -> None:
-    """--backend, --device and --precision of eval, predict and serve (inference.load's options)."""
-    from roberta_ft.runtime import BACKENDS, DEVICES, PRECISIONS
-
-    _check_choice("backend", settings.backend, BACKENDS)
-    _check_choice("device", settings.device, DEVICES)
-    if settings.backend == "onnx":
-        from roberta_ft.onnx_model import PRECISIONS as ONNX_PRECISIONS
-
-        if settings.precision not in ONNX_PRECISIONS:
-            raise ConfigError(
-                f"--precision {settings.precision} is not available with --backend onnx",
-                f"use one of {', '.join(ONNX_PRECISIONS)} (int8 and fp32 are the exported files)",
-            )
-    elif settings.precision == "int8":
-        raise ConfigError("--precision int8 needs --backend onnx", "export the model with `roberta-ft export`")
-    else:
-        _check_choice("precision", settings.precision, PRECISIONS)
-
-
-def _check_data_options(settings) -> None:
-    """--threshold, --long-text and --stride, shared by train, eval, predict and serve."""
-    threshold = settings.threshold
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1
-    ):
-        raise ConfigError(f"--threshold must be between 0 and 1, got {threshold!r}", "pass e.g. --threshold 0.5")
-    if not getattr(settings, "label_separator", "|"):
-        raise ConfigError("--label-separator must not be empty", "pass e.g. --label-separator '|'")
-    if settings.long_text is not None or settings.stride is not None:
-        from roberta_ft.data.tokens import check_options
-
-        check_options(settings.long_text or "sliding", settings.stride, settings.max_length)
 
 
 def apply_recipe(values: Mapping[str, Any], task: Task) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from roberta_ft import artifacts, inference, registry, reports
 from roberta_ft.config import EvalConfig
 from roberta_ft.data.files import is_file_source
-from roberta_ft.data.sources import load_source
+from roberta_ft.data.sources import load_source, resolve_task
 from roberta_ft.errors import ConfigError
 from roberta_ft.recipes import published_score
 
@@ -41,7 +41,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
     trained = run.get("config", {})
     # DATA naming a task (glue/mnli-mm for a glue/mnli model) is evaluated as that task.
     names_task = not is_file_source(config.data) and config.data in registry.available_tasks()
-    task = registry.resolve_task(config.task or (None if names_task else run.get("task")), config.data)
+    task = resolve_task(config.task or (None if names_task else run.get("task")), config.data)
     model = inference.load(model_dir, **inference.load_options(config))
     problem, permutation = inference.align(model.problem, task)
 
@@ -60,6 +60,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
         format=config.format,
         encoding=config.encoding,
         drop_invalid=config.drop_invalid,
+        scores=not problem.has_labels,
     )
     if model.pair and "text_pair" not in dataset.column_names:
         raise ConfigError(

@@ -104,7 +104,7 @@ class TorchBackend:
         self.pad_id = pad_id
 
     def logits(self, encoded: Encoded, batch_size: int) -> np.ndarray:
-        from roberta_ft.loop import predict_logits
+        from roberta_ft.forward import predict_logits
 
         return predict_logits(self.model, encoded, batch_size, accelerator=self.accelerator, pad_id=self.pad_id)
 
@@ -234,10 +234,11 @@ def align(problem: Problem, task: Task) -> tuple[Problem, np.ndarray | None]:
     (LABEL_0, LABEL_1, ...) can only be taken in index order, which is logged.
     """
     regression = not problem.has_labels
-    if regression != task.is_regression:
+    task_regression = problems.predicts_scores(task)
+    if regression != task_regression:
         outputs = 1 if regression else len(problem.labels)
         raise ConfigError(
-            f"task {task.name!r} is {'a regression' if task.is_regression else 'a classification'} task but the "
+            f"task {task.name!r} is {'a regression' if task_regression else 'a classification'} task but the "
             f"model has {outputs} output(s)",
             "use a model trained for this task, or pass the right --task",
         )

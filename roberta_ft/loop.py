@@ -1,12 +1,13 @@
-"""The one train / evaluate / predict loop, on Accelerate. It never branches on a task or a problem kind.
+"""The one training loop, on Accelerate. It never branches on a task, a problem kind or a kind of run.
 
-`train` reads top to bottom in phases: set-up (optimizer, schedule, distribution), resuming, then
-for each epoch its global batches, one optimizer step per batch (`_Run.step`: forward and backward
-over micro-batches, clipping, the non-finite check), the bookkeeping after each step (loss records,
-progress, checkpoints), and the epoch's evaluation (`_Run.evaluate`: metrics, the best-epoch rule,
-early stopping). What is optimised and how it is evaluated is the run's `Objective`: a classifier's loss
-and validation metrics (`Classification`, the loss from problems.py), or pretraining's masked-LM loss
-(masking.py). The best-epoch rule comes from best_epoch.py.
+`train` is a stream of optimizer steps: set-up (optimizer, schedule, distribution) and resuming, then
+for each epoch (`_Run.epochs_left`) its global batches, one optimizer step per batch (`_Run.step`:
+forward and backward over micro-batches, clipping, the non-finite check), the same bookkeeping after
+each step (loss records, progress, checkpoints), and an evaluation wherever `_Run.evaluation_due` says
+(`_Run.evaluate`: metrics, the best-epoch rule, early stopping). What is optimised and how it is
+evaluated is the run's `Objective`: a classifier's loss and validation metrics (`Classification`, the
+loss from problems.py, the logits from forward.py), or pretraining's masked-LM loss (masking.py). The
+best-epoch rule comes from best_epoch.py; forward-only inference lives in forward.py.
 """
 
 from __future__ import annotations
@@ -18,22 +19,19 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from roberta_ft.best_epoch import BestEpochRule
 from roberta_ft.checkpoint import Checkpoint, Checkpointer, set_rng_state
-from roberta_ft.data.batches import FORWARD_OVERHEAD_TOKENS, bucketed_batches, collate, padding_multiple, sorted_batches
+from roberta_ft.data.batches import bucketed_batches
 from roberta_ft.data.tokens import Encoded
 from roberta_ft.errors import TrainingError
-from roberta_ft.speed import packing
+from roberta_ft.forward import device_batch, predict_logits
 from roberta_ft.speed.cpu_dropout import fast_cpu_dropout
-from roberta_ft.speed.first_token import first_token_only, first_tokens_at
-
-if TYPE_CHECKING:
-    from roberta_ft.config import TrainConfig
+from roberta_ft.speed.first_token import first_token_only
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +41,7 @@ LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """What the loop needs of the run's settings; built by `from_config`, so every default stays in config.py."""
+    """What the loop needs of a run's settings (lifecycle.loop_settings builds it: every default stays in config.py)."""
 
     epochs: int
     batch_size: int  # samples per optimizer step, over all processes and accumulation steps
@@ -63,18 +61,6 @@ class LoopSettings:
     length_bucketing: bool  # batches of similar-length rows (False: plain shuffled batches)
     max_steps: int | None  # stop after this many optimizer steps (the schedule spans them); None: epochs decide
     eval_every: int | None  # evaluate every N optimizer steps (and at the end) instead of every epoch
-
-    @classmethod
-    def from_config(cls, config: TrainConfig, rule: BestEpochRule) -> LoopSettings:
-        """From a resolved TrainConfig."""
-        from dataclasses import fields
-
-        from roberta_ft.config import SAVE_EVERY_SECONDS
-
-        # Every field but these two is the TrainConfig setting of the same name.
-        own = {"rule": rule, "save_every_seconds": SAVE_EVERY_SECONDS}
-        values = {f.name: own[f.name] if f.name in own else getattr(config, f.name) for f in fields(cls)}
-        return cls(**{**values, "adam_betas": tuple(values["adam_betas"])})
 
 
 class Objective(Protocol):
@@ -105,7 +91,7 @@ class Classification:
         self.targets = torch.from_numpy(self.train_data.targets)
 
     def loss(self, model, indices, epoch, accelerator, step) -> torch.Tensor:
-        batch = _device_batch(self.train_data, indices, self.pad_id, accelerator)
+        batch = device_batch(self.train_data, indices, self.pad_id, accelerator)
         batch_targets = self.targets[indices].to(accelerator.device, non_blocking=True)
         with accelerator.autocast():
             logits = model(**batch).logits
@@ -208,126 +194,55 @@ OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryErro
 def train(
     model: torch.nn.Module,
     train_data: Encoded,
-    validation_data: Encoded | None,
     settings: LoopSettings,
     *,
+    objective: Objective,
     accelerator,
     on_best: Callable[[torch.nn.Module, dict[str, Any]], None],
-    pad_id: int | None = None,
-    loss: LossFunction | None = None,
-    metrics: Callable[[np.ndarray], dict[str, float]] | None = None,
-    objective: Objective | None = None,
     progress: Progress | None = None,
     checkpoints: Checkpointer | None = None,
     resume: Checkpoint | None = None,
     train_lines: Sequence[int] | None = None,
 ) -> History:
-    """Train `model`; evaluate each epoch; call `on_best` whenever the rule's metric improves.
+    """Train `model` on `objective`; evaluate when due; call `on_best` whenever the rule's metric improves.
 
-    A classifier passes `loss(logits, targets)` (the problem's loss), `metrics(logits)` (validation
-    logits, in the validation data's order, to named metrics) and `pad_id`; any other objective
-    (pretraining) passes `objective` instead, and `train_data` need only have a length and `lengths`
-    (for batching). With `checkpoints`, the whole training state is saved
-    every `settings.save_every` steps (else every `settings.save_every_seconds`) and after every epoch;
-    `resume` continues from such a checkpoint exactly where it was taken. `train_lines` (the file line
-    of each training row) make error messages point at the data.
+    The loop is a stream of optimizer steps: one per global batch of `settings.batch_size` training
+    samples (`train_data` need only have a length and `lengths`, for batching), each followed by the same
+    bookkeeping, and an evaluation wherever `_Run.evaluation_due` says (the end of an epoch is one case).
+    With `checkpoints`, the whole training state is saved every `settings.save_every` steps (else every
+    `settings.save_every_seconds`), after every evaluation and every epoch; `resume` continues from such
+    a checkpoint exactly where it was taken. `train_lines` (the file line of each training sample) make
+    error messages point at the data.
     """
     progress = progress or LogProgress()
-    if objective is None:
-        objective = Classification(train_data, validation_data, pad_id, loss, metrics, settings.eval_batch_size)
     # --- set-up: optimizer, learning-rate schedule, distribution ---------------------------------
     run = _Run.start(model, train_data, settings, accelerator, objective, checkpoints)
     # --- resuming: weights, optimizer, schedule, counters and random state of a checkpoint ----------
     rng = run.restore(resume) if resume is not None else None
-    history, state = run.state.history, run.state
-    best_value = settings.rule.best_value(history.best)
     progress.start(run.total_steps, run.epochs)
-
-    def evaluate(epoch_value: float) -> None:
-        """The evaluation: metrics, the best-epoch rule (on_best), early stopping."""
-        nonlocal best_value
-        record = run.evaluate(epoch_value)
-        value = record[settings.rule.metric]
-        improved = settings.rule.improves(value, best_value)
-        if improved or history.best is None:
-            best_value = value
-            history.best = dict(record)
-            state.epochs_without_improvement = 0
-            on_best(run.bare_model, record)
-        else:
-            state.epochs_without_improvement += 1
-        progress.epoch_end(record["epoch"], record, improved)
-        if settings.rule.should_stop(state.epochs_without_improvement):
-            logger.info(
-                "Early stopping: %s has not improved for %d %s",
-                settings.rule.metric,
-                state.epochs_without_improvement,
-                "evaluation(s)" if settings.eval_every else "epoch(s)",
-            )
-            history.stopped_early = True
-
     try:
         with _speed_levers(run.bare_model, accelerator.device):
             if rng is not None:
                 # Last, so the random numbers drawn from here on are those the interrupted run would have drawn.
                 set_rng_state(rng)
-            while state.epoch < run.epochs and not history.stopped_early and not run.finished:
-                # --- one epoch: global batches of `batch_size` samples, one optimizer step each -------------
-                epoch = state.epoch
-                run.model.train()
-                global_batches = run.epoch_batches(epoch)
-                clock = time.perf_counter()
-                shown_loss = math.nan
-                for global_batch in global_batches[state.batches_done :]:
-                    run.step(global_batch, len(global_batches), train_lines)
-                    now = time.perf_counter()
-                    history.train_seconds += now - clock
-                    clock = now
-                    # --- bookkeeping: the loss curve, progress, checkpoints within the epoch -----------------
-                    read = run.record_loss(len(global_batches))
-                    shown_loss = shown_loss if read is None else read
-                    done = history.train_samples + state.running_count * run.processes
-                    progress.step(
-                        state.step,
-                        epoch + state.batches_done / len(global_batches),
-                        shown_loss,
-                        run.scheduler.get_last_lr()[0],
-                        done / history.train_seconds if history.train_seconds else 0.0,
-                    )
-                    if state.batches_done < len(global_batches) and run.evaluation_due():
-                        # --- an evaluation within the epoch (--eval-every, or the last of --max-steps) ---------
-                        history.train_samples += run.samples_of(global_batches)
-                        evaluate(round(epoch + state.batches_done / len(global_batches), 3))
+            for batches in run.epochs_left():
+                for global_batch in batches[run.state.batches_done :]:
+                    # --- one optimizer step, then its bookkeeping: the loss curve and progress ------------
+                    run.step(global_batch, len(batches), train_lines)
+                    run.report(progress, len(batches))
+                    # --- an evaluation when due (the best model, early stopping), else maybe a checkpoint --
+                    end_of_epoch = run.state.batches_done == len(batches)
+                    if run.evaluation_due(end_of_epoch):
+                        run.evaluate(batches, end_of_epoch, on_best, progress)
+                        if not end_of_epoch:  # the epoch's end is checkpointed once the next epoch is set up
+                            run.save_checkpoint()
+                    elif not end_of_epoch and run.checkpoint_due():
                         run.save_checkpoint()
-                        clock = time.perf_counter()
-                        if history.stopped_early or run.finished:
-                            break
-                        run.model.train()
-                        clock = time.perf_counter()
-                        continue
-                    # The last batch of an epoch is checkpointed after the evaluation, below.
-                    if state.batches_done < len(global_batches) and run.checkpoint_due():
-                        run.save_checkpoint()
-                        clock = time.perf_counter()  # time spent saving is not training time
-                if accelerator.device.type == "cuda":
-                    torch.cuda.synchronize()
-                history.train_seconds += time.perf_counter() - clock
-                if state.batches_done < len(global_batches):  # stopped within the epoch: evaluated above
-                    break
-                history.train_samples += run.samples_of(global_batches)
-
-                # --- evaluation: the epoch's metrics, the best epoch, early stopping ----------------------
-                if settings.eval_every is None:
-                    evaluate(epoch + 1)
-                elif state.last_evaluated_step != state.step and (
-                    state.step % settings.eval_every == 0 or run.finished or epoch + 1 >= run.epochs
-                ):
-                    evaluate(float(epoch + 1))
-                run.next_epoch()
-                run.save_checkpoint()
+                    if run.stopping:
+                        break
     finally:
         progress.stop()
-    return history
+    return run.state.history
 
 
 @contextlib.contextmanager
@@ -356,6 +271,9 @@ class _Run:
     epochs: int  # epochs the loop may start: settings.epochs, or as many as max_steps needs
     state: LoopState
     running_loss: torch.Tensor  # the epoch's summed loss, on the device
+    best_value: float = math.nan  # the rule's metric at the best evaluation so far (its worst before any)
+    clock: float = 0.0  # when training time was last counted (time.perf_counter)
+    shown_loss: float = math.nan  # the epoch's mean loss as last read, for progress
 
     @classmethod
     def start(cls, model, train_data: Encoded, settings: LoopSettings, accelerator, objective, checkpoints) -> _Run:
@@ -382,6 +300,7 @@ class _Run:
             epochs=epochs,
             state=LoopState(micro_batch=settings.batch_size // (settings.gradient_accumulation * processes)),
             running_loss=torch.zeros((), device=accelerator.device),
+            best_value=settings.rule.worst,
         )
 
     @property
@@ -389,10 +308,92 @@ class _Run:
         """--max-steps reached."""
         return self.settings.max_steps is not None and self.state.step >= self.settings.max_steps
 
-    def evaluation_due(self) -> bool:
-        """An evaluation within the epoch: every --eval-every steps, and when --max-steps ends the run."""
-        step, every = self.state.step, self.settings.eval_every
-        return (every is not None and step % every == 0) or self.finished
+    @property
+    def stopping(self) -> bool:
+        """Early stopping decided, or --max-steps reached."""
+        return self.state.history.stopped_early or self.finished
+
+    def evaluation_due(self, end_of_epoch: bool) -> bool:
+        """The one place that decides when the run evaluates: at the end of each epoch, or with --eval-every
+        every N steps (and at the end of the last epoch); always when --max-steps ends the run."""
+        state, every = self.state, self.settings.eval_every
+        if every is None:
+            return end_of_epoch or self.finished
+        if state.last_evaluated_step == state.step:
+            return False
+        return state.step % every == 0 or self.finished or (end_of_epoch and state.epoch + 1 >= self.epochs)
+
+    def epochs_left(self) -> Iterator[list[np.ndarray]]:
+        """Each epoch's global batches, from the one in progress; after an epoch's last batch, the next epoch
+        is set up and checkpointed."""
+        state, history = self.state, self.state.history
+        while state.epoch < self.epochs and not self.stopping:
+            self.model.train()
+            batches = self.epoch_batches(state.epoch)
+            self.shown_loss = math.nan
+            self._restart_clock()
+            yield batches
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self._tick()
+            if state.batches_done < len(batches):  # stopped within the epoch (and evaluated there)
+                return
+            history.train_samples += self.samples_of(batches)
+            self.next_epoch()
+            self.save_checkpoint()
+
+    def report(self, progress: Progress, batches: int) -> None:
+        """After a step: the loss curve (when the loss is read) and progress."""
+        state, history = self.state, self.state.history
+        read = self.record_loss(batches)
+        self.shown_loss = self.shown_loss if read is None else read
+        done = history.train_samples + state.running_count * self.processes
+        progress.step(
+            state.step,
+            state.epoch + state.batches_done / batches,
+            self.shown_loss,
+            self.scheduler.get_last_lr()[0],
+            done / history.train_seconds if history.train_seconds else 0.0,
+        )
+
+    def evaluate(self, batches: list[np.ndarray], end_of_epoch: bool, on_best, progress: Progress) -> None:
+        """An evaluation: the record, the best-epoch rule (`on_best` when it improves), early stopping."""
+        state, history, rule = self.state, self.state.history, self.settings.rule
+        history.train_samples += self.samples_of(batches)
+        if end_of_epoch:  # the end of epoch 2 is 2 (2.0 with --eval-every); 1.5 is half-way through epoch 2
+            epoch = state.epoch + 1 if self.settings.eval_every is None else float(state.epoch + 1)
+        else:
+            epoch = round(state.epoch + state.batches_done / len(batches), 3)
+        record = self.evaluation_record(epoch)
+        value = record[rule.metric]
+        improved = rule.improves(value, self.best_value)
+        if improved or history.best is None:
+            self.best_value = value
+            history.best = dict(record)
+            state.epochs_without_improvement = 0
+            on_best(self.bare_model, record)
+        else:
+            state.epochs_without_improvement += 1
+        progress.epoch_end(record["epoch"], record, improved)
+        if rule.should_stop(state.epochs_without_improvement):
+            logger.info(
+                "Early stopping: %s has not improved for %d %s",
+                rule.metric,
+                state.epochs_without_improvement,
+                "evaluation(s)" if self.settings.eval_every else "epoch(s)",
+            )
+            history.stopped_early = True
+        self.model.train()
+        self._restart_clock()  # evaluating is not training time
+
+    def _restart_clock(self) -> None:
+        self.clock = time.perf_counter()
+
+    def _tick(self) -> None:
+        """Count the time since the clock last (re)started as training time."""
+        now = time.perf_counter()
+        self.state.history.train_seconds += now - self.clock
+        self.clock = now
 
     def samples_of(self, batches: list[np.ndarray]) -> int:
         """Samples in the epoch's global batches done since they were last counted (each counted once)."""
@@ -414,6 +415,7 @@ class _Run:
         saved = resume.load(self.bare_model, self.optimizer, self.scheduler, self.accelerator.scaler, self.device)
         self.state = LoopState.from_dict(resume.meta["loop"])
         self.running_loss = saved["tensors"]["running_loss"].to(self.device)
+        self.best_value = self.settings.rule.best_value(self.state.history.best)
         logger.info("Resuming from checkpoint %s", resume.describe())
         if self.state.epoch >= self.settings.epochs or self.state.history.stopped_early:
             logger.info("The run was already complete: nothing left to train")
@@ -473,6 +475,7 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.batches_done += 1
+        self._tick()
 
     def record_loss(self, batches: int) -> float | None:
         """The epoch's mean loss so far, None when not read this step; adds a point to the loss curve when read."""
@@ -513,8 +516,9 @@ class _Run:
                 scaler=self.accelerator.scaler,
                 tensors={"running_loss": self.running_loss},
             )
+            self._restart_clock()  # time spent saving is not training time
 
-    def evaluate(self, epoch: float) -> dict:
+    def evaluation_record(self, epoch: float) -> dict:
         """An evaluation's record: the epoch's training loss so far (mean over every process's samples) and the
         objective's validation metrics; `epoch` is the epoch number (the end of epoch 2 is 2; 1.5 is half-way
         through 2)."""
@@ -683,82 +687,3 @@ def _nonfinite_hint(checkpoints: Checkpointer | None, allowed: int, has_best: bo
 def _should_read(step: int) -> bool:
     # Reading the loss forces a device sync; on a GPU do it every few steps only.
     return step % 10 == 1 or not torch.cuda.is_available()
-
-
-@torch.inference_mode()
-def predict_logits(model: torch.nn.Module, data: Encoded, batch_size: int, *, accelerator, pad_id: int) -> np.ndarray:
-    """Logits for every row of `data`, in its original order (float32 numpy)."""
-    # The bare model: a DDP wrapper has nothing to synchronise here, and processes run different batch counts.
-    model = accelerator.unwrap_model(model)
-    model.eval()
-    if len(data) == 0:
-        return np.zeros((0, model.config.num_labels), dtype=np.float32)
-    process, processes = accelerator.process_index, accelerator.num_processes
-    # Under data parallelism each process predicts every n-th batch; the rows are put back in order below.
-    # Packed rows (speed/packing.py) take the padding out of a batch of mixed lengths, so they need
-    # no length-grouped cuts: one pass per batch_size rows is cheapest (docs/performance.md).
-    packer = packing.packer(model)
-    overhead = None if packer is not None else FORWARD_OVERHEAD_TOKENS
-    mine = sorted_batches(data.lengths, batch_size, overhead_tokens=overhead)[process::processes]
-    outputs, order = [], []
-    with first_token_only(model):
-        _predict_batches(model, data, mine, outputs, order, accelerator=accelerator, pad_id=pad_id, packer=packer)
-    local_logits = np.concatenate(outputs) if outputs else np.zeros((0, model.config.num_labels), dtype=np.float32)
-    local_order = np.concatenate(order) if order else np.zeros((0,), dtype=np.int64)
-    if processes > 1:
-        from accelerate.utils import gather_object
-
-        # Objects, not tensors: the processes hold different row counts, and nothing is padded or duplicated.
-        parts = gather_object([(local_order, local_logits)])
-        local_order = np.concatenate([part[0] for part in parts])
-        local_logits = np.concatenate([part[1] for part in parts])
-    if len(local_order) != len(data) or len(np.unique(local_order)) != len(data):
-        raise RuntimeError(f"evaluation covered {len(local_order)} rows of {len(data)}")  # a bug, never user input
-    logits = np.empty((len(data), local_logits.shape[-1]), dtype=np.float32)
-    logits[local_order] = local_logits
-    return logits
-
-
-def _predict_batches(
-    model, data: Encoded, batches, outputs: list, order: list, *, accelerator, pad_id: int, packer=None
-) -> None:
-    """Append each batch's float32 logits to `outputs` and its row indices to `order`.
-
-    With a `packer` (speed/packing.py), a batch whose short texts can share rows runs packed.
-    """
-    device = accelerator.device
-    for indices in batches:
-        packed = packer and packing.pack(
-            data.input_ids,
-            indices,
-            pad_id,
-            position_offset=packer.position_offset,
-            token_type_ids=data.token_type_ids,
-            pad_to_multiple_of=padding_multiple(device.type),
-        )
-        if packed is None:
-            batch, firsts = _device_batch(data, indices, pad_id, accelerator), contextlib.nullcontext()
-        else:
-            batch = _to_device(packed.model_inputs(), device)
-            rows, starts = (torch.from_numpy(part).to(device) for part in (packed.rows, packed.starts))
-            firsts = first_tokens_at(model, rows, starts)
-        with accelerator.autocast(), firsts:
-            logits = model(**batch).logits
-        outputs.append(logits.float().cpu().numpy())
-        order.append(indices)
-
-
-def _device_batch(data: Encoded, indices, pad_id: int, accelerator) -> dict[str, torch.Tensor]:
-    """The rows `indices` of `data`, padded to their longest (a multiple of 8 on CUDA), on the device."""
-    batch = collate(
-        data.input_ids,
-        indices,
-        pad_id,
-        token_type_ids=data.token_type_ids,
-        pad_to_multiple_of=padding_multiple(accelerator.device.type),
-    )
-    return _to_device(batch, accelerator.device)
-
-
-def _to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    return {key: torch.from_numpy(value).to(device, non_blocking=True) for key, value in batch.items()}

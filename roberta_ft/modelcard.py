@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from roberta_ft.problems import CardNotes
+
+if TYPE_CHECKING:
+    from roberta_ft.config import PretrainConfig
 
 
 def render_model_card(
@@ -156,3 +159,62 @@ def _reproduce_lines(run_config: dict[str, Any]) -> list[str]:
 def _cell(text: Any) -> str:
     """Text safe inside a Markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_pretraining_card(
+    run_config: dict[str, Any], metrics: dict[str, Any], config: PretrainConfig, pictures: Sequence[str]
+) -> str:
+    """README.md for a pretrained masked LM: the corpus, the recipe, the masking and the perplexity curve."""
+    corpus = run_config["corpus"]
+    best = metrics["best"]
+    rows = []
+    if metrics.get("initial"):
+        rows.append(
+            f"| 0 (before) | | {metrics['initial']['eval_loss']:.4f} | {metrics['initial']['perplexity']:.1f} |"
+        )
+    for e in metrics["epochs"]:
+        rows.append(f"| {e['epoch']} | {e['train_loss']:.4f} | {e['eval_loss']:.4f} | {e['perplexity']:.1f} |")
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: fill-mask",
+        "tags: [roberta-ft, masked-lm, pretraining]",
+        "---",
+        "",
+        f"# Masked LM pretrained with roberta-ft {run_config['roberta_ft_version']}",
+        "",
+        f"- Started from: `{config.model}`"
+        + (" (random weights, tokenizer trained on the corpus)" if config.is_tiny else ""),
+        f"- Corpus: `{config.corpus}`: {corpus['documents']} documents, {corpus['train']['tokens']} training tokens in "
+        f"{corpus['train']['blocks']} blocks of up to {corpus['max_length']} tokens; "
+        f"{corpus['validation']['blocks']} validation blocks ({config.validation_split:.0%} of the documents)",
+        f"- Recipe: {config.recipe or 'default'}; batch {config.batch_size} sequences, learning rate "
+        f"{config.learning_rate:g}, "
+        + (f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs")
+        + f", AdamW betas {tuple(config.adam_betas)}, eps {config.adam_epsilon:g}, weight decay {config.weight_decay:g}",
+        f"- Masking: dynamic, {config.mlm_probability:.0%} of tokens "
+        + (
+            "in whole words (80% <mask>, 10% random, 10% unchanged, per word)"
+            if config.whole_word_masking
+            else "(80% <mask>, 10% random, 10% unchanged)"
+        )
+        + (
+            f"; attention biased toward nearby tokens over the first {config.locality_warmup:.0%} of the steps, "
+            "fading to none (locality warm-up)"
+            if config.locality_warmup
+            else ""
+        ),
+        f"- Best validation loss {best['eval_loss']:.4f} (perplexity {best['perplexity']:.1f}) at epoch {best['epoch']}",
+        f"- {metrics['train_tokens_per_second']:.0f} training tokens/s on {run_config['device']} "
+        f"({run_config['precision']})",
+        "",
+        "| epoch | train loss | validation loss | perplexity |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+        *[f"![{name}]({name})" for name in pictures],
+        "",
+        "Fine-tune it: `roberta-ft train DATA --model THIS_DIR` (the LM head is dropped, a classifier head is added).",
+        "",
+    ]
+    return "\n".join(lines)

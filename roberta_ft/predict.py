@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from roberta_ft import artifacts, inference, registry
+from roberta_ft import artifacts, inference
 from roberta_ft.config import PredictConfig
 from roberta_ft.data.files import iter_lines
+from roberta_ft.data.sources import dataset_task
 from roberta_ft.errors import ConfigError, DataError
 from roberta_ft.predictions import PredictResult, RowWriter, output_format, output_path
 
@@ -44,7 +45,7 @@ class _Item:
 def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_format: str = "plain") -> PredictResult:
     """Without --output, rows go to `stdout`: `label<TAB>probability` lines, or every field as JSON lines."""
     config.validate()
-    task = registry.dataset_task(config.input)  # INPUT names a task dataset, e.g. glue/sst2
+    task = dataset_task(config.input)  # INPUT names a task dataset, e.g. glue/sst2
     model_dir = artifacts.check_model_dir(config.model_dir, weights=config.backend == "torch")
     run = artifacts.read_run_config(model_dir)
     if task is None:

@@ -378,9 +378,25 @@ class Regression(Problem):
 KINDS: dict[str, type[Problem]] = {kind.kind: kind for kind in (SingleLabel, MultiLabel, Regression)}
 
 
+def kind_of(task: Task) -> type[Problem]:
+    """The kind a task declares (`Task.problem_type`); a plugin naming no known kind is refused here."""
+    kind = KINDS.get(task.problem_type)
+    if kind is None:
+        raise ConfigError(
+            f"task {task.name!r} has problem_type {task.problem_type!r}",
+            f"fix the task plugin: use one of {', '.join(KINDS)}",
+        )
+    return kind
+
+
+def predicts_scores(task: Task) -> bool:
+    """Whether the task's labels are numbers (a score per text), not names."""
+    return not kind_of(task).has_labels
+
+
 def for_training(task: Task, config: TrainConfig) -> type[Problem]:
     """The kind a training run solves: the task's, or multi-label with --multi-label. Checks the settings."""
-    kind = KINDS[task.problem_type]
+    kind = kind_of(task)
     if config.multi_label:
         if kind is Regression:
             raise ConfigError(f"--multi-label does not apply to regression task {task.name!r}", "drop --multi-label")

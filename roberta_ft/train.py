@@ -1,7 +1,8 @@
 """`roberta_ft.train(config)`: fine-tune a classifier and write a model directory.
 
-One call reads top to bottom: settings and checks, data, labels (the problem), model, tokens, the
-output directory, the loop, the results. docs/architecture.md follows it step by step.
+One call reads top to bottom in named phases: settings and checks, data, labels (the problem), model,
+tokens, the output directory and run record, the loop, the results; the output directory, the run record
+and the best-model saver are the run lifecycle (lifecycle.py). docs/architecture.md follows it step by step.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roberta_ft import __version__, artifacts, checkpoint, problems, reports, tracking
+from roberta_ft import __version__, artifacts, checkpoint, lifecycle, problems, reports, tracking
 from roberta_ft.best_epoch import BestEpochRule
 from roberta_ft.config import TrainConfig
 from roberta_ft.data.files import is_file_source
 from roberta_ft.data.sources import FILE_OPTIONS, load_source, stratified_split, subsample
 from roberta_ft.data.tokens import Encoded, encode_dataset
-from roberta_ft.errors import ConfigError, RunStopped, TrainingError
+from roberta_ft.errors import ConfigError
 from roberta_ft.registry import Task, get_task
 
 logger = logging.getLogger(__name__)
@@ -53,25 +54,32 @@ class _Data:
     validation_source: str
 
 
+@dataclass
+class _Plan:
+    """What the settings decide before any data is read: the task, the problem kind, the best-epoch rule, the
+    device and precision, and the run (its --output checked against --resume/--overwrite)."""
+
+    config: TrainConfig
+    task: Task
+    kind: type[problems.Problem]
+    rule: BestEpochRule
+    runtime: Any  # runtime.Runtime
+    run: lifecycle.Run
+
+
 def train(config: TrainConfig, progress=None) -> TrainResult:
     from roberta_ft import loop
-    from roberta_ft.runtime import make_accelerator, resolve_runtime
+    from roberta_ft.runtime import make_accelerator
 
-    # --- settings: every default filled, the task, the problem kind and the best-epoch rule -----------
-    config = config.resolved()
-    task = get_task(config.task)
-    kind = problems.for_training(task, config)
-    rule = BestEpochRule.for_training(task, kind, config)
-    tracking.check_installed(config.report_to)
-    runtime = resolve_runtime(config.device, config.precision)
-    # Checked now, created (or cleared, with --overwrite) only once the inputs are known to be good.
-    resume_from = checkpoint.check_output_dir(config.output, overwrite=config.overwrite, resume=config.resume)
+    # --- settings: every default filled, the task, the problem kind, the rule; --output checked ---------
+    plan = _plan(config)
+    config, task, run = plan.config, plan.task, plan.run
 
     # --- data and labels ---------------------------------------------------------------------------
     reading = time.perf_counter()
-    data = _read_data(config, task, kind)
+    data = _read_data(config, task, plan.kind)
     timings = {"read_seconds": round(time.perf_counter() - reading, 3)}
-    problem = kind.fit(
+    problem = plan.kind.fit(
         data.train,
         data.validation,
         task=task,
@@ -79,94 +87,77 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
         source=str(config.data),
         validation_source=data.validation_source,
     )
-    identity = checkpoint.run_identity(config.to_dict(), data.train, data.validation)
-    if resume_from is not None:
-        resume_from.check_identity(identity)
+    identity = checkpoint.run_identity(config.to_dict(), checkpoint.data_fingerprint(data.train, data.validation))
+    run.check_identity(identity)
 
     # --- model and tokens ---------------------------------------------------------------------------
     model, tokenizer = _build_model(config, problem, data.train)
-    accelerator = make_accelerator(runtime, log_with=list(config.report_to) or None, project_dir=_logs_dir(config))
-    logger.info("Device %s, precision %s (%s)", runtime.device, runtime.precision, runtime.reason)
-    labels = problem.labels
-    long = dict(strategy=config.long_text, stride=config.stride, workers=config.workers)
+    accelerator = make_accelerator(plan.runtime, log_with=list(config.report_to) or None, project_dir=_logs_dir(config))
+    logger.info("Device %s, precision %s (%s)", plan.runtime.device, plan.runtime.precision, plan.runtime.reason)
     tokenizing = time.perf_counter()
-    train_encoded = encode_dataset(data.train, tokenizer, config.max_length, labels, source=str(config.data), **long)
-    validation_encoded = encode_dataset(
-        data.validation, tokenizer, config.max_length, labels, source=data.validation_source, **long
-    )
+    train_encoded, validation_encoded = _encode(config, data, tokenizer, problem)
     timings["tokenize_seconds"] = round(time.perf_counter() - tokenizing, 3)
-    if config.batch_size % (config.gradient_accumulation * accelerator.num_processes):
-        raise ConfigError(
-            f"--batch-size {config.batch_size} cannot be split over {accelerator.num_processes} processes "
-            f"x {config.gradient_accumulation} accumulation steps",
-            "make the batch size a multiple of processes x --gradient-accumulation",
-        )
+    _check_batch_split(config, accelerator.num_processes)
     scorer = problem.scorer(task, config.metric)
-    rule.check_produced(_metric_names(scorer, problem, validation_encoded), given=config.metric_for_best is not None)
+    plan.rule.check_produced(
+        _metric_names(scorer, problem, validation_encoded), given=config.metric_for_best is not None
+    )
 
-    # --- the output directory: prepared by the main process, run_config.json first --------------------
-    # Under data parallelism every process has checked the output dir above; only the main one writes it.
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        checkpoint.prepare_output_dir(config.output, overwrite=config.overwrite, resume=resume_from)
-    accelerator.wait_for_everyone()
-    output = Path(config.output)
+    # --- the output directory and the run record (run_config.json, status "training") ------------------
+    record = _run_record(config, task, problem, data, train_encoded, validation_encoded, identity, plan.runtime)
+    run.open(accelerator, {**record, "timings": timings}, tokenizer=tokenizer)
     _log_data_parallel(config, accelerator.num_processes)
-    run_config = _run_config(config, task, problem, data, train_encoded, validation_encoded, identity, runtime)
-    run_config["timings"] = timings
-    if resume_from is not None:
-        run_config["resumed_from"] = resume_from.path.name
-    if accelerator.is_main_process:
-        artifacts.save_pretrained_files(output, tokenizer=tokenizer)
-        artifacts.write_json(output / artifacts.RUN_CONFIG, run_config)
 
     # --- the loop: every epoch evaluated, the best model saved as it appears ----------------------------
     watcher = reports.ValidationWatcher(
         scorer, validation_encoded.per_text, validation_encoded.text_targets, problem.report
     )
+    objective = loop.Classification(
+        train_encoded, validation_encoded, tokenizer.pad_token_id, problem.loss, watcher.metrics, config.eval_batch_size
+    )
 
-    def on_best(model_to_save, record: dict[str, Any]) -> None:
-        if accelerator.is_main_process:
-            artifacts.save_pretrained_files(output, model=model_to_save)
-            reports.write_best_epoch(output, watcher.best_report(), record)
-            logger.info(
-                "Saved the best model so far (epoch %d, %s %.4f)", record["epoch"], rule.metric, record[rule.metric]
-            )
+    def save_best(output: Path, model_to_save, record: dict[str, Any]) -> None:
+        artifacts.save_pretrained_files(output, model=model_to_save)
+        reports.write_best_epoch(output, watcher.best_report(), record)
 
+    on_best = run.best_model_saver(
+        save_best, lambda r: f"epoch {r['epoch']}, {plan.rule.metric} {r[plan.rule.metric]:.4f}"
+    )
     if config.report_to:
         progress = tracking.TrackerProgress(accelerator, progress or loop.LogProgress(), config=config.to_dict())
     _seed_everything(config.seed)
-    try:
+    with run.recording():
         history = loop.train(
             model,
             train_encoded,
-            validation_encoded,
-            loop.LoopSettings.from_config(config, rule),
+            lifecycle.loop_settings(config, plan.rule),
+            objective=objective,
             accelerator=accelerator,
-            pad_id=tokenizer.pad_token_id,
-            loss=problem.loss,
-            metrics=watcher.metrics,
             on_best=on_best,
             progress=progress,
-            checkpoints=checkpoint.Checkpointer(
-                output, keep=config.keep_checkpoints, identity=identity, enabled=accelerator.is_main_process
-            ),
-            resume=resume_from,
+            checkpoints=run.checkpointer(keep=config.keep_checkpoints, identity=identity),
+            resume=run.resume_from,
             train_lines=_input_lines(data.train, train_encoded),
         )
-    except TrainingError as error:
-        if accelerator.is_main_process:
-            run_config.update(status="stopped", error=error.one_line())
-            artifacts.write_json(output / artifacts.RUN_CONFIG, run_config)
-        raise
-    except RunStopped as stop:  # stopped by the caller (a search pruning the run): the best model so far is saved
-        if accelerator.is_main_process:
-            run_config.update(status=stop.status, stopped=stop.one_line())
-            artifacts.write_json(output / artifacts.RUN_CONFIG, run_config)
-        raise
 
     # --- results: metrics.json, run_config.json complete, pictures, the model card --------------------
-    metrics = {
+    metrics = _metrics(task, plan.rule, history)
+    run.complete(metrics, card=lambda: _model_card(run, metrics, problem))
+    logger.info(
+        "Best %s %.4f at epoch %d; model saved in %s",
+        plan.rule.metric,
+        history.best[plan.rule.metric],
+        history.best["epoch"],
+        run.output,
+    )
+    return TrainResult(
+        run.output, metrics, history.train_samples_per_second, plan.runtime.device, plan.runtime.precision
+    )
+
+
+def _metrics(task: Task, rule: BestEpochRule, history) -> dict[str, Any]:
+    """metrics.json: every evaluation, the best one, and the speed."""
+    return {
         "task": task.name,
         "primary_metric": rule.metric,
         "epochs": history.epochs,
@@ -176,22 +167,25 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
         "train_samples_per_second": history.train_samples_per_second,
         "steps": history.steps,
     }
-    if accelerator.is_main_process:
-        _write_results(output, run_config, metrics, problem)
-    accelerator.wait_for_everyone()
-    logger.info(
-        "Best %s %.4f at epoch %d; model saved in %s",
-        rule.metric,
-        history.best[rule.metric],
-        history.best["epoch"],
-        output,
-    )
-    return TrainResult(output, metrics, history.train_samples_per_second, runtime.device, runtime.precision)
+
+
+def _plan(config: TrainConfig) -> _Plan:
+    from roberta_ft.runtime import resolve_runtime
+
+    config = config.resolved()
+    task = get_task(config.task)
+    kind = problems.for_training(task, config)
+    rule = BestEpochRule.for_training(task, kind, config)
+    tracking.check_installed(config.report_to)
+    runtime = resolve_runtime(config.device, config.precision)
+    run = lifecycle.Run(config.output, overwrite=config.overwrite, resume=config.resume)
+    return _Plan(config, task, kind, rule, runtime, run)
 
 
 def _read_data(config: TrainConfig, task: Task, kind: type[problems.Problem]) -> _Data:
     """Training rows, and validation rows: --validation, the task's own split, or a held-out share."""
-    options = {"data_dir": config.data_dir, **{name: getattr(config, name) for name in FILE_OPTIONS}}
+    options = {"data_dir": config.data_dir, "scores": not kind.has_labels}
+    options |= {name: getattr(config, name) for name in FILE_OPTIONS}
     train_set = load_source(config.data, "train", task, **options)
     if config.validation is not None:
         data = _Data(train_set, load_source(config.validation, "validation", task, **options), config.validation)
@@ -234,14 +228,29 @@ def _build_model(config: TrainConfig, problem: problems.Problem, train_set):
         model, tokenizer = modeling.load_pretrained(
             config.model, head=problem.head(), trust_remote_code=config.trust_remote_code
         )
-    limit = modeling.position_limit(model)
-    if limit is not None and config.max_length > limit:
-        raise ConfigError(
-            f"--max-length {config.max_length} is more than model {config.model!r} supports ({limit} tokens)",
-            f"pass --max-length {limit} or less",
-        )
-    logger.info("Model %s (%s), %.1fM parameters", config.model, type(model).__name__, model.num_parameters() / 1e6)
+    lifecycle.check_max_length(model, config.max_length, config.model)
+    lifecycle.describe_model(model, config.model)
     return model, tokenizer
+
+
+def _encode(config: TrainConfig, data: _Data, tokenizer, problem: problems.Problem) -> tuple[Encoded, Encoded]:
+    """The training and validation rows as token ids (through the token cache) with their targets."""
+    long = dict(strategy=config.long_text, stride=config.stride, workers=config.workers)
+    labels = problem.labels
+    train_encoded = encode_dataset(data.train, tokenizer, config.max_length, labels, source=str(config.data), **long)
+    validation_encoded = encode_dataset(
+        data.validation, tokenizer, config.max_length, labels, source=data.validation_source, **long
+    )
+    return train_encoded, validation_encoded
+
+
+def _check_batch_split(config: TrainConfig, processes: int) -> None:
+    if config.batch_size % (config.gradient_accumulation * processes):
+        raise ConfigError(
+            f"--batch-size {config.batch_size} cannot be split over {processes} processes "
+            f"x {config.gradient_accumulation} accumulation steps",
+            "make the batch size a multiple of processes x --gradient-accumulation",
+        )
 
 
 def _metric_names(scorer, problem: problems.Problem, validation: Encoded) -> list[str]:
@@ -283,7 +292,7 @@ def _log_data_parallel(config: TrainConfig, processes: int) -> None:
         )
 
 
-def _run_config(
+def _run_record(
     config: TrainConfig,
     task: Task,
     problem: problems.Problem,
@@ -312,8 +321,6 @@ def _run_config(
         "device": runtime.device,
         "precision": runtime.precision,
         "versions": _library_versions(),
-        "status": "training",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
@@ -325,19 +332,11 @@ def _input_lines(train_set, encoded: Encoded):
     return lines[encoded.owners] if encoded.owners is not None else lines
 
 
-def _write_results(
-    output: Path, run_config: dict[str, Any], metrics: dict[str, Any], problem: problems.Problem
-) -> None:
+def _model_card(run: lifecycle.Run, metrics: dict[str, Any], problem: problems.Problem) -> str:
     from roberta_ft.modelcard import render_model_card
 
-    run_config.update(status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    artifacts.write_json(output / artifacts.METRICS, metrics)
-    artifacts.write_json(output / artifacts.RUN_CONFIG, run_config)
-    reports.write_training_curves(output, metrics)
-    report = reports.read_validation_report(output)
-    notes = problem.card_notes()
-    card = render_model_card(run_config, metrics, report, pictures=reports.pictures(output), notes=notes)
-    artifacts.write_text(output / "README.md", card)
+    report = reports.read_validation_report(run.output)
+    return render_model_card(run.record, metrics, report, pictures=run.pictures(), notes=problem.card_notes())
 
 
 def _seed_everything(seed: int) -> None:

@@ -152,6 +152,34 @@ def test_commands_are_leaves():
     assert not wrong, "; ".join(sorted(wrong))
 
 
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for other in graph.get(todo.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen
+
+
+def test_the_registry_depends_on_nothing_above_it():
+    """Plugins import the registry first: it may import only the error types."""
+    assert import_graph()["roberta_ft.registry"] <= {"roberta_ft.errors"}
+
+
+def test_no_inference_path_imports_the_training_loop():
+    """predict, eval, serve and export reach the network through forward.py, never loop.py."""
+    graph = import_graph()
+    for module in (
+        "roberta_ft.inference",
+        "roberta_ft.forward",
+        "roberta_ft.serve",
+        "roberta_ft.predict",
+        "roberta_ft.evaluate",
+    ):
+        assert "roberta_ft.loop" not in _reachable(graph, module), module
+
+
 def test_the_problem_kind_is_decided_in_two_places():
     """Only problems.py compares against the kind names or reads problem_type; everything else asks the problem."""
     kinds = {"single_label", "multi_label", "regression", "multi_label_classification", "single_label_classification"}

@@ -95,10 +95,11 @@ def test_any_file_gives_a_table_or_a_clear_error(
     )
     if columns is None:
         return
-    dataset = check(
-        standardize, table, columns, regression=task is not None and task.is_regression, drop_invalid=drop_invalid
-    )
-    if dataset is None or "label" not in dataset.column_names or (task is not None and task.is_regression):
+    from roberta_ft.problems import predicts_scores
+
+    regression = task is not None and predicts_scores(task)
+    dataset = check(standardize, table, columns, regression=regression, drop_invalid=drop_invalid)
+    if dataset is None or "label" not in dataset.column_names or regression:
         return
     label_map = check(LabelMap.infer, dataset["label"], task)
     if label_map is not None:

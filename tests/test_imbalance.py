@@ -56,6 +56,7 @@ def test_the_loop_uses_the_weighted_cross_entropy(tmp_path):
     from roberta_ft import loop
     from roberta_ft.best_epoch import BestEpochRule
     from roberta_ft.data import LabelMap, encode_dataset, load_file
+    from roberta_ft.lifecycle import loop_settings
     from roberta_ft.modeling import build_tiny
     from roberta_ft.problems import SingleLabel
     from roberta_ft.registry import get_task
@@ -87,12 +88,14 @@ def test_the_loop_uses_the_weighted_cross_entropy(tmp_path):
             data="d.csv", output="unused", model="tiny", epochs=1, batch_size=len(data), learning_rate=1e-6,
             weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=0.0, seed=0, eval_batch_size=64,
         ).resolved()  # fmt: skip
-        settings = loop.LoopSettings.from_config(config, BestEpochRule("accuracy"))
+        settings = loop_settings(config, BestEpochRule("accuracy"))
+        objective = loop.Classification(
+            data, data, tokenizer.pad_token_id, SingleLabel(label_map, class_weights).loss,
+            lambda scores: {"accuracy": 0.0}, config.eval_batch_size,
+        )  # fmt: skip
         history = loop.train(
-            model, data, data, settings,
-            accelerator=make_accelerator(Runtime("cpu", "fp32", "test")), pad_id=tokenizer.pad_token_id,
-            loss=SingleLabel(label_map, class_weights).loss,
-            metrics=lambda scores: {"accuracy": 0.0}, on_best=lambda *a: None,
+            model, data, settings, objective=objective,
+            accelerator=make_accelerator(Runtime("cpu", "fp32", "test")), on_best=lambda *a: None,
         )  # fmt: skip
         return history.steps[0]["loss"]  # the one step: the whole data set as one batch
 

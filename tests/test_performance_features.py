@@ -341,7 +341,7 @@ def test_packed_inference_gives_each_texts_own_logits(kind, monkeypatch):
     import torch
 
     from roberta_ft.data.tokens import Encoded
-    from roberta_ft.loop import predict_logits
+    from roberta_ft.forward import predict_logits
     from roberta_ft.runtime import Runtime, make_accelerator
     from roberta_ft.speed import packing
 

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from roberta_ft import registry
 from roberta_ft.data.columns import Columns, resolve_columns
 from roberta_ft.data.columns import logger as logger_for_columns
 from roberta_ft.data.files import Table, detect_format, file_sha256, is_file_source, open_rows
 from roberta_ft.data.labels import label_codes, normalize_label
 from roberta_ft.data.progress import Rate
-from roberta_ft.errors import DataError
+from roberta_ft.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import datasets
@@ -160,6 +161,7 @@ def load_file(
     encoding: str = "utf-8",
     need_label: bool = True,
     drop_invalid: bool = False,
+    scores: bool = False,
 ) -> tuple[datasets.Dataset, Columns]:
     """A data file as the standard columns, memory-mapped from the data cache (row_cache.py).
 
@@ -172,7 +174,7 @@ def load_file(
     from roberta_ft.data import row_cache
 
     path = Path(path)
-    regression = task is not None and task.is_regression
+    regression = scores  # the labels are numbers (a regression task), else label names
     picked = {"text": text_column, "text_pair": text_pair_column, "label": label_column}
     column_rules = {
         "task_fields": list(task.text_fields) if task is not None else None,
@@ -260,15 +262,19 @@ def load_source(
     *,
     data_dir: str | None = None,
     need_label: bool = True,
+    scores: bool = False,
     **file_options,
 ) -> datasets.Dataset:
     """A file (any columns, picked by the rules above) or the task's own dataset, as standard columns.
 
     `role` is "train", "validation" or "test" (or a split name the task's loader knows). A file is
-    read by `load_file` with `file_options` (FILE_OPTIONS); a task's dataset comes from `data_dir` or the task's default source.
+    read by `load_file` with `file_options` (FILE_OPTIONS); a task's dataset comes from `data_dir` or the
+    task's default source. `scores`: the labels are numbers (the problem kind predicts scores).
     """
     if source is not None and is_file_source(source):
-        dataset, _ = load_file(Path(source).expanduser(), task=task, need_label=need_label, **file_options)
+        dataset, _ = load_file(
+            Path(source).expanduser(), task=task, need_label=need_label, scores=scores, **file_options
+        )
         return dataset
     if task.load is None:
         raise DataError(
@@ -282,6 +288,26 @@ def load_source(
     if "line" not in dataset.column_names:
         dataset = dataset.add_column("line", list(range(1, len(dataset) + 1)))
     return dataset
+
+
+# ---------------------------------------------------------------------------- what DATA names: a file or a task
+
+
+def resolve_task(task_name: str | None, data: str | None) -> Task:
+    """The task named by --task, or by DATA itself when DATA is a task name such as glue/rte."""
+    if data is not None and not is_file_source(data) and data in registry.available_tasks():
+        if task_name not in (None, "classification", data):
+            raise ConfigError(f"DATA names task {data!r} but --task is {task_name!r}", "drop --task")
+        return registry.get_task(data)
+    return registry.get_task(task_name or "classification")
+
+
+def dataset_task(source: str) -> Task | None:
+    """The task whose own dataset `source` names (``glue/sst2``), or None for a file."""
+    if is_file_source(source):
+        return None
+    task = registry.available_tasks().get(source)
+    return task if task is not None and task.load is not None else None
 
 
 def stratified_split(
