@@ -88,6 +88,12 @@ class Format(str, Enum):
     jsonl = "jsonl"
 
 
+class Method(str, Enum):
+    auto = "auto"
+    few_shot = "few-shot"
+    fine_tune = "fine-tune"
+
+
 class LongText(str, Enum):
     truncate = "truncate"
     head_tail = "head-tail"
@@ -264,6 +270,13 @@ FINE_TUNING_OPTIONS: dict[str, Any] = {
     "workers": Annotated[
         int | None, typer.Option(help="Processes tokenizing large data \\[default: one per usable CPU].")
     ],
+    "method": Annotated[
+        Method | None,
+        typer.Option(
+            help="fine-tune, few-shot (contrastive pairs, then the head: for a handful of rows per class), or auto: "
+            "few-shot with a pretrained model when no class has more than 64 training rows \\[default: auto]."
+        ),
+    ],
     **RUN_OPTIONS,
 }
 # What tune does not take of train's options (docs/tuning.md): a study continues when its command is run
@@ -402,13 +415,14 @@ def train(
     from roberta_ft.config import TrainConfig
 
     values = _run(_settings, config, {"data": data, "output": output, **options})
-    settings = _run(TrainConfig.from_dict, values, source=str(config) if config else "the options")
-    settings = _run(settings.resolved)  # the task (DATA may name it), its --recipe, then the defaults
+    given = _run(TrainConfig.from_dict, values, source=str(config) if config else "the options")
+    settings = _run(given.resolved)  # the task (DATA may name it), its --recipe, then the defaults
     if print_config:
         _print_json(settings.to_dict()) if json_output else typer.echo(settings.to_json())
         return
     from roberta_ft.train import train as run_training
 
+    settings = given  # checked; train resolves it again, under a method's budget (few-shot) where one applies
     if seeds is not None:
         _train_seeds(settings, seeds, seed_given=options.get("seed") is not None, json_output=json_output)
         return

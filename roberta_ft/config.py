@@ -338,16 +338,19 @@ class TrainConfig(_Settings):
     eval_every: int | None = setting(None, positive_int(500, optional=True))  # evaluate every N steps
     max_eval_samples: int | None = setting(None, positive_int(2000, optional=True))  # validate on a sample
     workers: int | None = setting(None, positive_int(2, optional=True))  # tokenizing processes; None: one per CPU
+    # fine-tune, few-shot (a handful of rows per class: fewshot.py), or auto: few-shot with a pretrained model
+    # when no class has more than 64 training rows.
+    method: str | None = setting("auto", OneOf(("auto", "few-shot", "fine-tune")))
 
     @property
     def is_tiny(self) -> bool:
         return self.model == "tiny"
 
-    def resolved(self) -> TrainConfig:
+    def resolved(self, budget: Mapping[str, Any] | None = None) -> TrainConfig:
         """Every setting filled, for the CLI and Python alike, then validated once.
 
         The task comes from --task or DATA; then the precedence is the declared defaults (for the model:
-        pretrained or tiny) < the task's --recipe < what was given.
+        pretrained or tiny) < a method's `budget` (few-shot training's) < the task's --recipe < what was given.
         """
         from roberta_ft.data.sources import resolve_task
         from roberta_ft.imbalance import parse_class_weights
@@ -357,7 +360,7 @@ class TrainConfig(_Settings):
         values = apply_recipe({**self.given(), "task": task.name}, task)
         model = values.get("model", TrainConfig.declared_defaults()["model"])
         defaults = {k: v for k, v in TrainConfig.declared_defaults(model).items() if v is not None}
-        config = TrainConfig.from_dict({**defaults, **values})
+        config = TrainConfig.from_dict({**defaults, **(budget or {}), **values})
         config = config.replace(
             class_weights=parse_class_weights(config.class_weights), report_to=parse_report_to(config.report_to)
         )

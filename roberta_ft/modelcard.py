@@ -69,6 +69,16 @@ def render_model_card(
     ]
     if labels:
         lines += ["Labels: " + ", ".join(f"`{name}`" for name in labels) + ".", ""]
+    method = run_config.get("method") or {}
+    if method.get("name") == "few-shot":
+        lines += [
+            f"Trained with the few-shot method ({method.get('reason')}): mean pooling built into one more encoder "
+            "layer, contrastive training of the encoder on pairs of the training rows, then a logistic-regression "
+            "head on the frozen features, copied into the classifier.",
+            "",
+        ]
+    if not scores:
+        lines += ["No validation rows scored this model: `roberta-ft eval` it on a labelled file.", ""]
     lines += ["## Results (validation, best epoch)", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {name} | {value:.4f} |" for name, value in scores.items()]
     if best:

@@ -115,6 +115,7 @@ def train_seeds(
     from roberta_ft.train import train
 
     check_seeds(seeds)
+    given = config  # each run resolves the settings given itself (a method's budget comes under them)
     config = config.resolved()  # an unknown task or a bad setting fails before the output dir is touched
     task = get_task(config.task)
     rule = BestEpochRule.for_training(task, problems.for_training(task, config), config)  # as each run picks
@@ -135,7 +136,7 @@ def train_seeds(
             # --resume continues a seed's stopped run; a seed not started yet starts afresh.
             resume = config.resume and output.is_dir() and any(output.iterdir())
             run = train(
-                config.replace(seed=seed, output=str(output), overwrite=False, resume=resume),
+                given.replace(seed=seed, output=str(output), overwrite=False, resume=resume),
                 progress=progress() if progress else None,
             )
             best = run.metrics["best"]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from roberta_ft import __version__, artifacts, checkpoint, lifecycle, problems, reports, tracking
 from roberta_ft.best_epoch import BestEpochRule
 from roberta_ft.config import TrainConfig
@@ -67,17 +69,40 @@ class _Plan:
     run: lifecycle.Run
 
 
+@dataclass
+class _Fit:
+    """What the training phase works with: the model, its encoded rows, the run and how it scores."""
+
+    config: TrainConfig
+    plan: _Plan
+    model: Any
+    pad_id: int
+    train: Encoded
+    validation: Encoded
+    accelerator: Any
+    identity: dict[str, Any]
+    watcher: reports.ValidationWatcher
+    train_lines: Any
+    progress: Any
+
+
 def train(config: TrainConfig, progress=None) -> TrainResult:
-    from roberta_ft import loop
+    from roberta_ft import fewshot, loop
     from roberta_ft.runtime import make_accelerator
 
     # --- settings: every default filled, the task, the problem kind, the rule; --output checked ---------
-    plan = _plan(config)
-    config, task, run = plan.config, plan.task, plan.run
+    given, plan = config, _plan(config)
+    task, run = plan.task, plan.run
 
-    # --- data and labels ---------------------------------------------------------------------------
+    # --- data, the method (fine-tune or few-shot) and labels ------------------------------------------
     reading = time.perf_counter()
-    data = _read_data(config, task, plan.kind)
+    train_set = _read_training_rows(plan.config, task, plan.kind)
+    method, class_rows = _choose_method(plan, train_set)
+    config = plan.config
+    if method.method == "few-shot":  # its budget under the settings given (fewshot.BUDGET)
+        config = given.resolved(budget=fewshot.BUDGET)
+        logger.info("%s", fewshot.describe(len(train_set), config.batch_size, config.epochs, class_rows))
+    data = _with_validation(config, task, plan.kind, train_set, hold_out=method.method == "fine-tune")
     timings = {"read_seconds": round(time.perf_counter() - reading, 3)}
     problem = plan.kind.fit(
         data.train,
@@ -91,7 +116,7 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
     run.check_identity(identity)
 
     # --- model and tokens ---------------------------------------------------------------------------
-    model, tokenizer = _build_model(config, problem, data.train)
+    model, tokenizer = _build_model(config, problem, data.train, method)
     accelerator = make_accelerator(plan.runtime, log_with=list(config.report_to) or None, project_dir=_logs_dir(config))
     logger.info("Device %s, precision %s (%s)", plan.runtime.device, plan.runtime.precision, plan.runtime.reason)
     tokenizing = time.perf_counter()
@@ -99,60 +124,119 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
     timings["tokenize_seconds"] = round(time.perf_counter() - tokenizing, 3)
     _check_batch_split(config, accelerator.num_processes)
     scorer = problem.scorer(task, config.metric)
-    plan.rule.check_produced(
-        _metric_names(scorer, problem, validation_encoded), given=config.metric_for_best is not None
-    )
+    if len(validation_encoded):
+        produced = _metric_names(scorer, problem, validation_encoded)
+        plan.rule.check_produced(produced, given=config.metric_for_best is not None)
 
     # --- the output directory and the run record (run_config.json, status "training") ------------------
     record = _run_record(config, task, problem, data, train_encoded, validation_encoded, identity, plan.runtime)
+    record["method"] = {"name": method.method, "reason": method.reason}
     run.open(accelerator, {**record, "timings": timings}, tokenizer=tokenizer)
     _log_data_parallel(config, accelerator.num_processes)
 
-    # --- the loop: every epoch evaluated, the best model saved as it appears ----------------------------
+    # --- training: fine-tuning, or the few-shot phases; the best model saved as it appears --------------
+    if config.report_to:
+        progress = tracking.TrackerProgress(accelerator, progress or loop.LogProgress(), config=config.to_dict())
     watcher = reports.ValidationWatcher(
         scorer, validation_encoded.per_text, validation_encoded.text_targets, problem.report
     )
-    objective = loop.Classification(
-        train_encoded, validation_encoded, tokenizer.pad_token_id, problem.loss, watcher.metrics, config.eval_batch_size
-    )
-
-    def save_best(output: Path, model_to_save, record: dict[str, Any]) -> None:
-        artifacts.save_pretrained_files(output, model=model_to_save)
-        reports.write_best_epoch(output, watcher.best_report(), record)
-
-    on_best = run.best_model_saver(
-        save_best, lambda r: f"epoch {r['epoch']}, {plan.rule.metric} {r[plan.rule.metric]:.4f}"
-    )
-    if config.report_to:
-        progress = tracking.TrackerProgress(accelerator, progress or loop.LogProgress(), config=config.to_dict())
+    fit = _Fit(
+        config, plan, model, tokenizer.pad_token_id, train_encoded, validation_encoded, accelerator, identity,
+        watcher, _input_lines(data.train, train_encoded), progress,
+    )  # fmt: skip
     _seed_everything(config.seed)
     with run.recording():
-        history = loop.train(
-            model,
-            train_encoded,
-            lifecycle.loop_settings(config, plan.rule),
-            objective=objective,
-            accelerator=accelerator,
-            on_best=on_best,
-            progress=progress,
-            checkpoints=run.checkpointer(keep=config.keep_checkpoints, identity=identity),
-            resume=run.resume_from,
-            train_lines=_input_lines(data.train, train_encoded),
-        )
+        history, extra = (_fine_tune if method.method == "fine-tune" else _few_shot)(fit, problem)
 
     # --- results: metrics.json, run_config.json complete, pictures, the model card --------------------
-    metrics = _metrics(task, plan.rule, history)
+    metrics = {**_metrics(task, plan.rule, history), **extra}
     run.complete(metrics, card=lambda: _model_card(run, metrics, problem))
-    logger.info(
-        "Best %s %.4f at epoch %d; model saved in %s",
-        plan.rule.metric,
-        history.best[plan.rule.metric],
-        history.best["epoch"],
-        run.output,
-    )
+    best = history.best
+    shown = f"{plan.rule.metric} {best[plan.rule.metric]:.4f}" if plan.rule.metric in best else "no validation rows"
+    logger.info("Best %s at epoch %s; model saved in %s", shown, best["epoch"], run.output)
     return TrainResult(
         run.output, metrics, history.train_samples_per_second, plan.runtime.device, plan.runtime.precision
     )
+
+
+def _best_saver(fit: _Fit):
+    """The run's on_best: the model, and the best epoch's validation report (validation_report.json, pictures)."""
+
+    def save_best(output: Path, model_to_save, record: dict[str, Any]) -> None:
+        artifacts.save_pretrained_files(output, model=model_to_save)
+        reports.write_best_epoch(output, fit.watcher.best_report(), record)
+
+    metric = fit.plan.rule.metric
+    return fit.plan.run.best_model_saver(
+        save_best, lambda r: f"epoch {r['epoch']}, {metric} {r[metric]:.4f}" if metric in r else f"epoch {r['epoch']}"
+    )
+
+
+def _fine_tune(fit: _Fit, problem: problems.Problem):
+    """Fine-tuning: the classifier's loss on every row, every epoch evaluated, the best epoch kept."""
+    from roberta_ft import loop
+
+    objective = loop.Classification(
+        fit.train, fit.validation, fit.pad_id, problem.loss, fit.watcher.metrics, fit.config.eval_batch_size
+    )
+    history = loop.train(
+        fit.model,
+        fit.train,
+        lifecycle.loop_settings(fit.config, fit.plan.rule),
+        objective=objective,
+        accelerator=fit.accelerator,
+        on_best=_best_saver(fit),
+        progress=fit.progress,
+        checkpoints=fit.plan.run.checkpointer(keep=fit.config.keep_checkpoints, identity=fit.identity),
+        resume=fit.plan.run.resume_from,
+        train_lines=fit.train_lines,
+    )
+    return history, {}
+
+
+def _few_shot(fit: _Fit, problem: problems.Problem):
+    """Few-shot (fewshot.py): the contrastive phase through the loop (checkpoints, exact resume), then the head
+    fitted on the frozen features; the result is scored on the validation rows when there are any."""
+    from roberta_ft import fewshot, loop
+    from roberta_ft.forward import predict_logits
+
+    config, run = fit.config, fit.plan.run
+    # The contrastive phase has no validation rows of its own and keeps its last state; its "best" epoch is
+    # its lowest training loss, for the log only.
+    rule = BestEpochRule("train_loss", greater_is_better=False)
+    settings = lifecycle.loop_settings(config, rule, length_bucketing=False)
+    with fewshot.contrastive_setup(fit.model):
+        history = loop.train(
+            fit.model,
+            fit.train,
+            settings,
+            objective=fewshot.PairContrast(fit.train, fit.pad_id),
+            accelerator=fit.accelerator,
+            on_best=lambda model, record: None,
+            progress=fit.progress,
+            checkpoints=run.checkpointer(keep=config.keep_checkpoints, identity=fit.identity),
+            resume=run.resume_from,
+            train_lines=fit.train_lines,
+        )
+    started = time.perf_counter()
+    head = fewshot.fit_head(
+        fit.model, fit.train, accelerator=fit.accelerator, pad_id=fit.pad_id, batch_size=config.eval_batch_size,
+        seed=config.seed,
+    )  # fmt: skip
+    history.train_seconds += time.perf_counter() - started
+    logger.info(
+        "Few-shot head: logistic regression on %d rows, training accuracy %.4f", head["rows"], head["train_accuracy"]
+    )
+    last = history.epochs[-1] if history.epochs else {"epoch": 0, "step": 0, "train_loss": float("nan")}
+    record = {"epoch": last["epoch"], "step": last["step"], "train_loss": last["train_loss"]}
+    if len(fit.validation):
+        logits = predict_logits(
+            fit.model, fit.validation, config.eval_batch_size, accelerator=fit.accelerator, pad_id=fit.pad_id
+        )
+        record.update(fit.watcher.metrics(logits))
+    history.best = record
+    _best_saver(fit)(fit.accelerator.unwrap_model(fit.model), record)
+    return history, {"few_shot": {"head": head, "contrastive_epochs": len(history.epochs)}}
 
 
 def _metrics(task: Task, rule: BestEpochRule, history) -> dict[str, Any]:
@@ -182,16 +266,48 @@ def _plan(config: TrainConfig) -> _Plan:
     return _Plan(config, task, kind, rule, runtime, run)
 
 
-def _read_data(config: TrainConfig, task: Task, kind: type[problems.Problem]) -> _Data:
-    """Training rows, and validation rows: --validation, the task's own split, or a held-out share."""
-    options = {"data_dir": config.data_dir, "scores": not kind.has_labels}
-    options |= {name: getattr(config, name) for name in FILE_OPTIONS}
-    train_set = load_source(config.data, "train", task, **options)
+def _read_training_rows(config: TrainConfig, task: Task, kind: type[problems.Problem]):
+    return load_source(config.data, "train", task, **_source_options(config, kind))
+
+
+def _source_options(config: TrainConfig, kind: type[problems.Problem]) -> dict[str, Any]:
+    return {"data_dir": config.data_dir, "scores": not kind.has_labels} | {
+        name: getattr(config, name) for name in FILE_OPTIONS
+    }
+
+
+def _choose_method(plan: _Plan, train_set):
+    """Fine-tuning or few-shot (--method), from the problem and the training rows per class; logged."""
+    from roberta_ft import fewshot
+    from roberta_ft.data.labels import label_codes
+
+    class_rows = {}
+    if plan.kind.has_labels and not plan.config.multi_label:
+        codes, values = label_codes(train_set)
+        counts = np.bincount(codes, minlength=len(values))
+        class_rows = {str(value): int(count) for value, count in zip(values, counts, strict=True)}
+    choice = fewshot.choose(
+        plan.config.method,
+        has_labels=plan.kind.has_labels,
+        multi_label=bool(plan.config.multi_label),
+        pretrained=not plan.config.is_tiny,
+        class_rows=class_rows,
+    )
+    logger.info("Method: %s (%s)", choice.method, choice.reason)
+    return choice, class_rows
+
+
+def _with_validation(config: TrainConfig, task: Task, kind: type[problems.Problem], train_set, *, hold_out: bool):
+    """Validation rows: --validation, the task's own split, or (when `hold_out`) a held-out share; else none."""
+    options = _source_options(config, kind)
     if config.validation is not None:
         data = _Data(train_set, load_source(config.validation, "validation", task, **options), config.validation)
     elif not is_file_source(config.data) and task.load is not None:
         validation_set = load_source(config.data, "validation", task, **options)
         data = _Data(train_set, validation_set, f"{task.name} {task.splits.get('validation', 'validation')}")
+    elif not hold_out:
+        logger.info("No --validation file: no rows are held out (pass --validation to score the model)")
+        data = _Data(train_set, train_set.select([]), "none")
     else:
         split_seed = config.seed if config.split_seed is None else config.split_seed
         train_set, validation_set = stratified_split(
@@ -209,9 +325,10 @@ def _read_data(config: TrainConfig, task: Task, kind: type[problems.Problem]) ->
     return data
 
 
-def _build_model(config: TrainConfig, problem: problems.Problem, train_set):
-    """The model with a head for the problem's labels, and its tokenizer (trained on the texts for `tiny`)."""
-    from roberta_ft import modeling
+def _build_model(config: TrainConfig, problem: problems.Problem, train_set, method):
+    """The model with a head for the problem's labels, and its tokenizer (trained on the texts for `tiny`); for
+    few-shot training, with the mean-pooling layer on top (fewshot.py)."""
+    from roberta_ft import fewshot, modeling
 
     if config.is_tiny:
         columns = ["text"] + (["text_pair"] if "text_pair" in train_set.column_names else [])
@@ -229,6 +346,10 @@ def _build_model(config: TrainConfig, problem: problems.Problem, train_set):
             config.model, head=problem.head(), trust_remote_code=config.trust_remote_code
         )
     lifecycle.check_max_length(model, config.max_length, config.model)
+    if method.method == "few-shot":
+        fewshot.check_family(model, config.model)
+        fewshot.add_mean_pooling_layer(model)
+        logger.info("Few-shot: one more encoder layer pools the mean of the token states into the first token")
     lifecycle.describe_model(model, config.model)
     return model, tokenizer
 

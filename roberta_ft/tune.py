@@ -510,6 +510,8 @@ def _objective(run: _Study, trial) -> float:
         if not interrupted:  # an ended trial is never resumed: its checkpoints only take room
             shutil.rmtree(checkpoints_dir(output), ignore_errors=True)
     best = result.metrics["best"]
+    if run.metric not in best:  # few-shot training holds no validation rows out
+        _failed(trial, f"no validation rows scored the trial ({run.metric}): pass --validation or --method fine-tune")
     value = float(best[run.metric])
     trial.set_user_attr("train_seconds", result.metrics["train_seconds"])
     trial.set_user_attr("best_epoch", best["epoch"])

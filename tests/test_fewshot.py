@@ -1,0 +1,219 @@
+"""Few-shot training (`train --method few-shot`, fewshot.py): chosen by itself on a handful of rows per class,
+balanced pairs of distinct rows, better than plain fine-tuning from the same start, a standard model directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from roberta_ft import fewshot
+from roberta_ft.cli import app
+from roberta_ft.errors import ConfigError
+
+runner = CliRunner()
+
+POSITIVE = "great wonderful superb lovely excellent brilliant charming delightful".split()
+NEGATIVE = "awful terrible dreadful boring horrible poor dull bad".split()
+FILLER = "the movie was and it plot acting story film with a of really quite".split()
+
+
+def write_rows(path: Path, rows: int, seed: int, *, classes=(("pos", POSITIVE), ("neg", NEGATIVE))) -> Path:
+    """Texts of filler words with two words of their class's vocabulary: a class is told by those words."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["text", "label"])
+        for index in range(rows):
+            name, words = classes[index % len(classes)]
+            text = rng.sample(FILLER, 5) + [rng.choice(words), rng.choice(words)] + rng.sample(FILLER, 3)
+            writer.writerow([" ".join(text), name])
+    return path
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A 'pretrained' model directory (random tiny RoBERTa weights, its tokenizer) and the data."""
+    from roberta_ft.modeling import build_tiny
+
+    work = tmp_path_factory.mktemp("fewshot")
+    write_rows(work / "train16.csv", 16, seed=1)
+    write_rows(work / "dev.csv", 200, seed=2)
+    write_rows(work / "big.csv", 300, seed=3)
+    texts = [row["text"] for row in csv.DictReader(open(work / "big.csv", encoding="utf-8"))]
+    head = {"num_labels": 2, "id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    model, tokenizer = build_tiny(texts, head=head, seed=0)
+    model.save_pretrained(work / "start")
+    tokenizer.save_pretrained(work / "start")
+    return work
+
+
+def train(*args: str) -> dict:
+    result = runner.invoke(app, ["--quiet", "train", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_config(directory: Path) -> dict:
+    return json.loads((directory / "run_config.json").read_text())
+
+
+# ------------------------------------------------------------------------------------------ the choice
+
+
+def test_auto_picks_few_shot_up_to_64_rows_per_class_and_fine_tuning_above():
+    def choose(method="auto", rows=8, **given):
+        options = {"has_labels": True, "multi_label": False, "pretrained": True, **given}
+        return fewshot.choose(method, class_rows={"a": rows, "b": rows}, **options).method
+
+    assert choose(rows=8) == choose(rows=64) == "few-shot"
+    assert choose(rows=65) == "fine-tune"
+    assert choose(pretrained=False) == "fine-tune"  # a model from random weights (tiny) fine-tunes
+    assert choose(multi_label=True) == choose(has_labels=False) == "fine-tune"
+    assert choose("few-shot", rows=500) == "few-shot" and choose("fine-tune", rows=8) == "fine-tune"
+
+
+def test_the_choice_and_its_budget_go_into_the_run(work, tmp_path):
+    few = tmp_path / "few"
+    train(str(work / "train16.csv"), "--model", str(work / "start"), "-o", str(few), "--epochs", "2")
+    record = run_config(few)
+    assert record["method"]["name"] == "few-shot" and "8 training rows per class" in record["method"]["reason"]
+    # No validation share is held out; the few-shot budget fills what was not given (--epochs was).
+    assert record["num_train_examples"] == 16 and record["num_validation_examples"] == 0
+    assert record["config"]["epochs"] == 2 and record["config"]["weight_decay"] == fewshot.BUDGET["weight_decay"]
+    fine = tmp_path / "fine"
+    train(str(work / "train16.csv"), "--model", str(work / "start"), "-o", str(fine), "--method", "fine-tune")
+    record = run_config(fine)
+    assert record["method"]["name"] == "fine-tune" and record["num_validation_examples"] > 0
+
+
+# ------------------------------------------------------------------------------------------ pairs
+
+
+def test_pairs_are_every_pair_of_distinct_rows_with_both_sorts_weighing_half():
+    features = torch.randn(6, 4)
+    labels = torch.tensor([0, 0, 0, 0, 1, 2])
+    normalized = torch.nn.functional.normalize(features, dim=-1)
+    positive, negative = [], []
+    for i in range(6):
+        for j in range(i + 1, 6):  # never a row with itself, each pair once
+            same = bool(labels[i] == labels[j])
+            error = (float(normalized[i] @ normalized[j]) - same) ** 2
+            (positive if same else negative).append(error)
+    assert len(positive) == 6 and len(negative) == 9
+    expected = 0.5 * np.mean(positive) + 0.5 * np.mean(negative)
+    assert float(fewshot.pair_loss(features, labels)) == pytest.approx(expected, rel=1e-5)
+    # A row paired with itself would add a zero error and move the mean: it is not there.
+    assert fewshot.batch_pairs(6, {"a": 4, "b": 1, "c": 1})[0] == 15
+
+
+# ------------------------------------------------------------------------------------------ the method
+
+
+def test_few_shot_beats_plain_fine_tuning_from_the_same_start(work, tmp_path):
+    scores = {}
+    for method in ("few-shot", "fine-tune"):
+        result = train(
+            str(work / "train16.csv"), "--model", str(work / "start"), "-o", str(tmp_path / method),
+            "--validation", str(work / "dev.csv"), "--method", method,
+        )  # fmt: skip
+        scores[method] = result["best"]["accuracy"]
+    assert scores["few-shot"] >= 0.65 and scores["few-shot"] >= scores["fine-tune"] + 0.1, scores
+
+
+def test_the_mean_pooling_layer_pools_the_mean_into_the_first_token(work):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(work / "start").eval()
+    tokenizer = AutoTokenizer.from_pretrained(work / "start")
+    fewshot.add_mean_pooling_layer(model)
+    batch = tokenizer(
+        ["the movie was great", "a really quite long and dull plot of a film"], padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        states = model.base_model(**batch, output_hidden_states=True).hidden_states
+    below, first = states[-2], states[-1][:, 0]
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    mean = (below * mask).sum(1) / mask.sum(1)  # padding is not part of the mean
+    expected = torch.nn.functional.layer_norm(mean, mean.shape[-1:])
+    assert torch.allclose(first, expected, atol=0.02)
+    assert model.config.num_hidden_layers == len(model.base_model.encoder.layer)
+
+
+def test_the_output_is_a_standard_model_directory(work, tmp_path):
+    from transformers import pipeline
+
+    output = tmp_path / "model"
+    train(str(work / "train16.csv"), "--model", str(work / "start"), "-o", str(output), "--epochs", "3")
+    classifier = pipeline("text-classification", model=str(output))
+    texts = ["the film was superb and lovely", "the plot was dreadful and dull"]
+    labels = [row["label"] for row in classifier(texts)]
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    result = runner.invoke(app, ["--quiet", "predict", str(output), str(tmp_path / "t.txt"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [row["label"] for row in json.loads(result.stdout)["predictions"]] == labels
+    pytest.importorskip("onnxruntime")
+    exported = runner.invoke(app, ["--quiet", "export", str(output), "--json"])
+    assert exported.exit_code == 0, exported.output
+    checks = json.loads(exported.stdout)["checks"]
+    assert checks["fp32"]["labels_agree"] == 1.0 and checks["fp32"]["max_abs_diff"] < 1e-3
+
+
+# ------------------------------------------------------------------------------------------ bad inputs
+
+
+def test_a_class_with_a_single_row_is_one_error_line(work, tmp_path):
+    data = tmp_path / "one.csv"
+    rows = (work / "train16.csv").read_text().splitlines()
+    data.write_text("\n".join([*rows, "the movie was fine,meh"]) + "\n")
+    result = runner.invoke(
+        app, ["--quiet", "train", str(data), "--model", str(work / "start"), "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2 and "class 'meh' has only one training row" in result.output
+    assert "2 or more per class" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_few_shot_on_regression_is_one_error_line(tmp_path):
+    with pytest.raises(ConfigError, match="--method few-shot needs labels"):
+        fewshot.choose("few-shot", has_labels=False, multi_label=False, pretrained=True, class_rows={})
+    data = tmp_path / "scores.csv"
+    rows = "".join(f"a text number {i},another text {i},{i / 10}\n" for i in range(20))
+    data.write_text("sentence1,sentence2,label\n" + rows)
+    arguments = ["--quiet", "train", str(data), "--task", "glue/stsb", "--model", "tiny", "--method", "few-shot"]
+    result = runner.invoke(app, [*arguments, "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--method few-shot needs labels" in result.output, result.output
+
+
+# ------------------------------------------------------------------------------------------ the peer
+
+
+def test_the_setfit_peer_trains_and_scores_on_the_same_rows(work, tmp_path):
+    """benchmarks/peer_setfit.py (the few-shot benchmark's peer) runs on this stack: SetFit on our rows."""
+    pytest.importorskip("setfit")
+    import importlib.util
+    import subprocess
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_setfit.py"
+    spec = importlib.util.spec_from_file_location("peer_setfit", path)
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    texts, labels = peer.read_rows(work / "train16.csv", "text", "label")
+    eval_texts, eval_labels = peer.read_rows(work / "dev.csv", "text", "label")
+    result = peer.train_and_score(
+        texts[:8], labels[:8], eval_texts[:40], eval_labels[:40], work / "start", num_iterations=2
+    )
+    assert result["train_rows"] == 8 and result["eval_rows"] == 40 and 0.0 <= result["accuracy"] <= 1.0
+    assert result["train_seconds"] > 0 and result["method"] == "setfit"
+    missing = subprocess.run(
+        [sys.executable, str(path), "--train", str(tmp_path / "none.csv"), "--eval", str(work / "dev.csv")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "none.csv not found" in missing.stderr
