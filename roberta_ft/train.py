@@ -282,14 +282,14 @@ def _choose_method(plan: _Plan, train_set):
     from roberta_ft.data.labels import label_codes
 
     class_rows = {}
-    if plan.kind.has_labels and not plan.config.multi_label:
+    if plan.kind.has_labels and plan.kind.one_decision_per_text:
         codes, values = label_codes(train_set)
         counts = np.bincount(codes, minlength=len(values))
         class_rows = {str(value): int(count) for value, count in zip(values, counts, strict=True)}
     choice = fewshot.choose(
         plan.config.method,
         has_labels=plan.kind.has_labels,
-        multi_label=bool(plan.config.multi_label),
+        multi_label=not plan.kind.one_decision_per_text,
         pretrained=not plan.config.is_tiny,
         class_rows=class_rows,
     )

@@ -163,14 +163,16 @@ def test_split_seed_fixes_the_validation_rows_whatever_the_seed(tmp_path):
     from roberta_ft import problems
     from roberta_ft.errors import ConfigError
     from roberta_ft.registry import get_task
-    from roberta_ft.train import _read_data
+    from roberta_ft.train import _read_training_rows, _with_validation
 
     reviews = write_reviews(tmp_path / "reviews.csv", n=80)
 
     def validation_rows(**settings) -> list[str]:
         config = TrainConfig(data=str(reviews), output="x", model="tiny", **settings).resolved()
         task = get_task(config.task)
-        return list(_read_data(config, task, problems.for_training(task, config)).validation["text"])
+        kind = problems.for_training(task, config)
+        rows = _read_training_rows(config, task, kind)
+        return list(_with_validation(config, task, kind, rows, hold_out=True).validation["text"])
 
     assert validation_rows(seed=1, split_seed=7) == validation_rows(seed=2, split_seed=7)
     assert validation_rows(seed=1) != validation_rows(seed=2)  # without it, the seed also draws the split
