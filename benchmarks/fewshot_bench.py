@@ -24,6 +24,11 @@ written too. Data sets:
 
 Writes WORK_DIR/fewshot.jsonl (one line per run; runs already there are kept, so a stopped benchmark
 continues) and prints the table: each seed's accuracy, the median per cell, and the training times.
+
+Choosing the method's settings never looks at the scored split: `--selection` scores on rows held out of
+the training split instead (600 of them, never sampled for training), and `--variant NAME="ARGS"` adds a run
+of ours with extra `train` arguments (e.g. `--variant lr5e-5="--learning-rate 5e-5"`), so settings are
+compared on other seeds and other rows than the benchmark's.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from common import DEFAULT_SHARED_DIR, DEFAULT_WORK_DIR, minilm_dir, read_sst2_t
 csv.field_size_limit(sys.maxsize)
 BENCHMARKS = Path(__file__).resolve().parent
 METHODS = ("ours", "setfit", "fine-tune")
+SELECTION_ROWS = 600  # --selection: training-split rows held out to score on
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -169,6 +175,8 @@ def run_setfit(args, rows: Path, evaluation: Path, log: Path) -> dict:
 def run_one(args, method: str, rows: Path, evaluation: Path, where: Path) -> dict:
     if method == "ours":
         return run_ours(args, rows, evaluation, where / "ours")
+    if method in args.variants:
+        return run_ours(args, rows, evaluation, where / method, *args.variants[method])
     if method == "fine-tune":
         extra = ("--method", "fine-tune", "--epochs", "20", "--batch-size", "8", "--learning-rate", "5e-5")
         return run_ours(args, rows, evaluation, where / "fine-tune", *extra)
@@ -190,7 +198,7 @@ def table(results: list[dict]) -> str:
         setfit_time = (
             statistics.median(r["train_seconds"] for r in methods.get("setfit", [])) if "setfit" in methods else None
         )
-        for method in [name for name in METHODS if name in methods]:
+        for method in [*[name for name in METHODS if name in methods], *sorted(set(methods) - set(METHODS))]:
             runs = sorted(methods[method], key=lambda r: r["seed"])
             accuracy = " / ".join(f"{r['accuracy']:.4f}" for r in runs)
             seconds = statistics.median(r["train_seconds"] for r in runs)
@@ -213,7 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED_DIR)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR / "fewshot")
     parser.add_argument("--table", action="store_true", help="print the table of the runs so far and stop")
+    parser.add_argument("--selection", action="store_true", help="score on held-out training rows (not the split)")
+    parser.add_argument("--variant", action="append", default=[], help='NAME="TRAIN ARGS": another run of ours')
+    parser.add_argument("--no-setfit", action="store_true", help="leave SetFit out (with --variant: ours only)")
     args = parser.parse_args(argv)
+    args.variants = {}
+    for variant in args.variant:
+        name, _, extra = variant.partition("=")
+        args.variants[name] = extra.split()
     args.ours = args.ours_command.split()
     args.model = args.model or minilm_dir()
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -223,9 +238,17 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         return 0
     done = {(r["dataset"], r["k"], r["seed"], r["method"]) for r in results}
-    methods = ["ours", "setfit"] + (["fine-tune"] if args.fine_tune else [])
+    methods = ["ours", *([] if args.no_setfit else ["setfit"])] + (["fine-tune"] if args.fine_tune else [])
+    methods += list(args.variants)
     for dataset in args.datasets:
         train, evaluation = DATASETS[dataset](args)
+        if args.selection:  # score on training rows held out of the sampling, never on the benchmark's split
+            rng = random.Random(1000)
+            order = list(range(len(train)))
+            rng.shuffle(order)
+            evaluation = [train[index] for index in order[:SELECTION_ROWS]]
+            train = [train[index] for index in order[SELECTION_ROWS:]]
+            dataset = f"{dataset}-selection"
         evaluation_csv = write_csv(args.work_dir / dataset / "eval.csv", evaluation)
         for k in args.ks:
             for seed in args.seeds:
