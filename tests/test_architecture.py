@@ -16,7 +16,7 @@ import pytest
 
 import roberta_ft
 from roberta_ft.config import PredictConfig, TrainConfig
-from tests.conftest import write_reviews
+from tests.helpers import write_reviews
 
 PACKAGE = Path(roberta_ft.__file__).resolve().parent
 TASKS_PACKAGE = PACKAGE.parent / "tasks"
@@ -354,3 +354,20 @@ def test_task_split_prediction_takes_the_options_file_prediction_takes(glue_dir,
     )  # fmt: skip
     file_rows = [json.loads(line) for line in by_file.read_text().splitlines()]
     assert [(r["labels"], r["probabilities"]) for r in rows] == [(r["labels"], r["probabilities"]) for r in file_rows]
+
+
+def test_test_files_share_helpers_through_one_module():
+    """A test file imports what it shares from tests.helpers (or the GLUE fixtures), never from another test
+    file or from conftest.py; and no test names a fixed port (free_port() finds a free one)."""
+    import re
+
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                if any(name.startswith(("tests.test_", "tests.conftest")) for name in names):
+                    offenders.append(f"{path.name}:{node.lineno} from {node.module}")
+        offenders += [f"{path.name}: {m.group(0)}" for m in re.finditer(r'"--(?:master-)?port",\s*"\d+"', text)]
+    assert not offenders, offenders

@@ -16,37 +16,15 @@ import pytest
 from typer.testing import CliRunner
 
 from roberta_ft.cli import app
-from tests.conftest import write_reviews
+from tests.helpers import TINY, TRAIN_ERRORS, assert_one_clear_line, invoke, write_bad_inputs
 
 runner = CliRunner()
-TINY = ("--model", "tiny", "--epochs", "1", "--batch-size", "16")
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     """Small files, each with one problem, built from a good file."""
-    folder = tmp_path_factory.mktemp("bad")
-    good = write_reviews(folder / "good.csv", n=60, seed=1)
-    rows = good.read_text().splitlines()  # header "review,sentiment", then "text,label" rows
-    files = {
-        "empty.csv": "",
-        "header.csv": "review,sentiment\n",
-        "tabs.csv": "\n".join(row.replace(",", "\t") for row in rows) + "\n",
-        "empty_texts.csv": "\n".join(rows[:5] + [",pos", '"   ",neg'] + rows[5:]) + "\n",
-        "no_labels.csv": "\n".join(rows[:5] + ["the film was great,", "the plot was dull,nan"] + rows[5:]) + "\n",
-        "one_class.csv": "\n".join([rows[0]] + [row for row in rows[1:] if row.endswith(",pos")]) + "\n",
-        "validation.csv": "\n".join(rows[:6] + ["the film was fine,meh"]) + "\n",
-        "duplicate.csv": "\n".join(["review,review"] + rows[1:]) + "\n",
-        "long.csv": "\n".join(rows[:3] + ['"' + "great film " * 20_000 + '",pos'] + rows[3:]) + "\n",
-        "texts.txt": "the movie was great\n\nthe plot was awful\n\n",
-        "settings.toml": 'model = "tiny"\nlearning_rat = 0.1\n',
-    }
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    latin = "\n".join(rows[:3] + ["caf\xe9 was great and great,pos"] + rows[3:]) + "\n"
-    (folder / "latin1.csv").write_bytes(latin.encode("latin-1"))
-    (folder / "bom.csv").write_bytes(b"\xef\xbb\xbf" + good.read_bytes())
-    return folder
+    return write_bad_inputs(tmp_path_factory.mktemp("bad"))
 
 
 @pytest.fixture(scope="module")
@@ -80,56 +58,6 @@ def short_checkpoint(tmp_path_factory) -> Path:
     RobertaModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
-
-
-def invoke(*args: str):
-    return runner.invoke(app, ["--quiet", *args])
-
-
-def assert_one_clear_line(result, *expected: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
-
-
-# (case, arguments with {w} for the work folder and {o} for the output, texts the message must contain)
-TRAIN_ERRORS = [
-    ("file missing", ["{w}/missing.csv"], ["file not found", "missing.csv"]),
-    ("empty file", ["{w}/empty.csv"], ["empty.csv is empty"]),
-    ("header only", ["{w}/header.csv"], ["has a header but no rows"]),
-    ("wrong delimiter", ["{w}/tabs.csv"], ["found only one column", "tab-separated", "--format tsv"]),
-    ("no such column", ["{w}/good.csv", "--text-column", "reveiw"], ["'reveiw'", "did you mean 'review'"]),
-    ("no such label column", ["{w}/good.csv", "--label-column", "label"], ["'label'", "columns are: 'review'"]),
-    ("empty texts", ["{w}/empty_texts.csv"], ["2 row(s) with an empty text (lines 6, 7)", "--drop-invalid"]),
-    ("missing labels", ["{w}/no_labels.csv"], ["2 row(s) with no label (lines 6, 7)", "--drop-invalid"]),
-    ("one class", ["{w}/one_class.csv"], ["only one class ('pos')"]),
-    (
-        "validation label not in training",
-        ["{w}/good.csv", "--validation", "{w}/validation.csv"],
-        ["validation label 'meh' (line 7) never occurs in the training data", "'neg', 'pos'"],
-    ),
-    ("not UTF-8", ["{w}/latin1.csv"], ["line 4 is not valid utf-8", "--encoding latin-1"]),
-    ("duplicate header", ["{w}/duplicate.csv"], ["duplicate column name 'review'"]),
-    ("pair task, single texts", ["{w}/good.csv", "--task", "nli"], ["task 'nli' takes text pairs"]),
-    ("unknown task", ["{w}/good.csv", "--task", "sentimnt"], ["unknown task 'sentimnt'", "did you mean 'sentiment'"]),
-    ("learning rate 0", ["{w}/good.csv", "--lr", "0"], ["--learning-rate must be a positive number, got 0.0"]),
-    ("learning rate < 0", ["{w}/good.csv", "--lr", "-0.1"], ["--learning-rate must be a positive number"]),
-    ("batch size 0", ["{w}/good.csv", "--batch-size", "0"], ["--batch-size must be a positive integer, got 0"]),
-    ("max length over tiny's", ["{w}/good.csv", "--max-length", "4096"], ["--max-length 4096", "(512 tokens)"]),
-    ("no GPU", ["{w}/good.csv", "--device", "cuda"], ["--device cuda was requested but no CUDA GPU"]),
-    (
-        "unknown config key",
-        ["{w}/good.csv", "--config", "{w}/settings.toml"],
-        ["unknown setting 'learning_rat'", "did you mean 'learning_rate'"],
-    ),
-    ("save every 0", ["{w}/good.csv", "--save-every", "0"], ["--save-every must be a positive integer"]),
-    ("resume, no run", ["{w}/good.csv", "--resume"], ["--resume:", "holds no run to resume"]),
-]
 
 
 @pytest.mark.parametrize("case, arguments, expected", TRAIN_ERRORS, ids=[case[0] for case in TRAIN_ERRORS])

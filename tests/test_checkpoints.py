@@ -13,7 +13,7 @@ from roberta_ft import checkpoint
 from roberta_ft.config import TrainConfig
 from roberta_ft.errors import ConfigError
 from roberta_ft.train import train
-from tests.conftest import write_reviews
+from tests.helpers import write_reviews
 
 
 def config(data: Path, output: Path, **changes) -> TrainConfig:

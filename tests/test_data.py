@@ -50,7 +50,7 @@ def test_task_text_fields_are_preferred():
 
 
 def test_csv_tsv_jsonl_read_the_same_rows(tmp_path):
-    from tests.conftest import write_reviews
+    from tests.helpers import write_reviews
 
     tables = [read_table(write_reviews(tmp_path / f"r.{fmt}", n=30, fmt=fmt)) for fmt in ("csv", "tsv", "jsonl")]
     assert tables[0].rows == tables[1].rows == tables[2].rows

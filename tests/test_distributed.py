@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import write_reviews
+from tests.helpers import free_port, write_reviews
 
 pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None and sys.platform != "linux", reason="needs torchrun")
 
@@ -46,7 +46,15 @@ def test_two_processes_match_one_process(tmp_path):
     data = write_reviews(tmp_path / "reviews.csv", n=200, seed=9)
     single = _train([sys.executable], data, tmp_path / "single", tmp_path)
     assert single.returncode == 0, single.stderr[-2000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+    ]
     double = _train(torchrun, data, tmp_path / "double", tmp_path)
     assert double.returncode == 0, double.stderr[-3000:]
 

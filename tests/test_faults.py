@@ -14,7 +14,7 @@ from roberta_ft import checkpoint, loop, problems
 from roberta_ft.config import TrainConfig
 from roberta_ft.errors import TrainingError
 from roberta_ft.train import train
-from tests.conftest import write_reviews
+from tests.helpers import write_reviews
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from roberta_ft.config import TrainConfig
 from roberta_ft.errors import ConfigError
 from roberta_ft.imbalance import parse_class_weights, resolve_class_weights
 from roberta_ft.metrics import greater_is_better
-from tests.conftest import review
+from tests.helpers import review
 
 
 def write_imbalanced(path, n: int = 160, minority: float = 0.2, seed: int = 0):

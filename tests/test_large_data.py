@@ -16,9 +16,17 @@ from roberta_ft.config import TrainConfig
 from roberta_ft.data import files, sources, tokens
 from roberta_ft.errors import DataError
 from roberta_ft.registry import get_task
-from tests import test_bad_inputs
-from tests.conftest import review, write_reviews
-from tests.test_performance_features import _peak_growth, _peak_rss_growth
+from tests.helpers import (
+    TINY,
+    TRAIN_ERRORS,
+    assert_one_clear_line,
+    invoke,
+    peak_growth,
+    peak_rss_growth,
+    review,
+    write_bad_inputs,
+    write_reviews,
+)
 
 
 def _old_reader(path, fmt: str) -> tuple[list[str], list[dict], list[int]]:
@@ -61,8 +69,8 @@ def test_the_streamed_reader_reads_what_the_whole_file_reader_read(tmp_path, mon
 
 @pytest.mark.parametrize(
     "case, arguments, expected",
-    test_bad_inputs.TRAIN_ERRORS,
-    ids=[case[0] for case in test_bad_inputs.TRAIN_ERRORS],
+    TRAIN_ERRORS,
+    ids=[case[0] for case in TRAIN_ERRORS],
 )
 def test_the_bad_input_catalogue_holds_with_tiny_blocks_and_chunks(
     work, tmp_path, monkeypatch, case, arguments, expected
@@ -70,10 +78,15 @@ def test_the_bad_input_catalogue_holds_with_tiny_blocks_and_chunks(
     """Every message of the catalogue, when the file is read 5 bytes and standardized 2 rows at a time."""
     monkeypatch.setattr(files, "BLOCK_BYTES", 5)
     monkeypatch.setattr(sources, "CHUNK_ROWS", 2)
-    test_bad_inputs.test_train_refuses_bad_input(work, tmp_path, case, arguments, expected)
+    output = tmp_path / "out"
+    result = invoke("train", *TINY, *[a.format(w=work, o=output) for a in arguments], "--output", str(output))
+    assert_one_clear_line(result, *expected)
+    assert not output.exists()
 
 
-work = test_bad_inputs.work  # the catalogue's files
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return write_bad_inputs(tmp_path_factory.mktemp("bad"))  # the catalogue's files
 
 
 def test_a_decoding_error_deep_in_a_big_file_names_its_line(tmp_path, monkeypatch):
@@ -181,7 +194,7 @@ def test_memory_stays_flat_when_the_file_grows_twenty_times(tmp_path, monkeypatc
             )
             assert len(encoded) == len(dataset)
 
-        growth[rows] = _peak_rss_growth(read_and_tokenize)
+        growth[rows] = peak_rss_growth(read_and_tokenize)
     # 20x the rows (about 9 MB of CSV more): the growth stays within a few MB, not a Python object per row.
     assert growth[400_000] - growth[20_000] < 40, growth
 
@@ -302,4 +315,4 @@ def _peak_anonymous_growth(function) -> float:
                 return int(line.split()[1]) * 1024
         raise AssertionError("no RssAnon in /proc/self/status")
 
-    return _peak_growth(function, anonymous) / 2**20
+    return peak_growth(function, anonymous) / 2**20

@@ -12,7 +12,7 @@ import pytest
 from roberta_ft import config as config_module
 from roberta_ft.config import PretrainConfig, TrainConfig
 from roberta_ft.errors import ConfigError, RunStopped, TrainingError
-from tests.conftest import write_reviews
+from tests.helpers import write_reviews
 
 # ------------------------------------------------------------------------------------------ the lifecycle
 

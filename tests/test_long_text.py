@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 
@@ -12,27 +11,9 @@ import pytest
 from roberta_ft.config import EvalConfig, PredictConfig, TrainConfig
 from roberta_ft.data import tokens as long_text
 from roberta_ft.errors import ConfigError
-from tests.conftest import NEGATIVE, POSITIVE
+from tests.helpers import long_review, write_long  # noqa: F401
 
-FILLER = ["the", "story", "of", "a", "town", "where", "people", "walk", "and", "talk", "every", "day", "near", "river"]
 MAX_LENGTH = 24
-
-
-def long_review(rng: random.Random, label: str, words: int = 40) -> str:
-    """Neutral words, then the verdict: the label-deciding words come long after --max-length tokens."""
-    cue = rng.choice(POSITIVE if label == "pos" else NEGATIVE)
-    return " ".join(rng.choice(FILLER) for _ in range(words)) + f" in the end it was {cue} {cue}"
-
-
-def write_long(path, n: int, seed: int):
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        for _ in range(n):
-            label = rng.choice(["pos", "neg"])
-            writer.writerow([long_review(rng, label), label])
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 
 import numpy as np
 import pytest
@@ -15,28 +14,7 @@ from roberta_ft.config import EvalConfig, PredictConfig, TrainConfig
 from roberta_ft.data.labels import MultiLabelMap, split_labels
 from roberta_ft.errors import ConfigError, DataError
 from roberta_ft.metrics import multilabel_metrics as metrics
-
-TOPICS = {
-    "sports": ["football", "goal", "match", "league"],
-    "politics": ["election", "senate", "vote", "minister"],
-    "music": ["guitar", "album", "concert", "song"],
-    "tech": ["software", "laptop", "robot", "chip"],
-}
-FILLER = ["the", "a", "today", "people", "said", "about", "new", "some", "very", "news"]
-
-
-def write_topics(path, n: int, seed: int, separator: str = "|"):
-    """Each row has one or two topics; every topic of a row shows two of its cue words."""
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "labels"])
-        for _ in range(n):
-            labels = rng.sample(sorted(TOPICS), rng.choice([1, 1, 2]))
-            words = [rng.choice(FILLER) for _ in range(6)] + [rng.choice(TOPICS[t]) for t in labels for _ in range(2)]
-            rng.shuffle(words)
-            writer.writerow([" ".join(words), separator.join(labels)])
-    return path
+from tests.helpers import TOPICS, write_topics
 
 
 @pytest.fixture(scope="module")

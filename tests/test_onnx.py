@@ -17,10 +17,17 @@ from typer.testing import CliRunner
 from roberta_ft.cli import app
 from roberta_ft.config import EvalConfig, ExportConfig, PredictConfig, TrainConfig
 from roberta_ft.errors import ConfigError, ModelLoadError
-from tests.conftest import review, write_pairs, write_reviews
 from tests.glue_fixtures import write_glue_dir
-from tests.test_long_text import long_review, write_long
-from tests.test_multilabel import write_topics
+from tests.helpers import (
+    Server,
+    long_review,
+    predict_rows,
+    review,
+    write_long,
+    write_pairs,
+    write_reviews,
+    write_topics,
+)
 
 pytest.importorskip("onnxruntime")
 runner = CliRunner()
@@ -381,7 +388,6 @@ def test_serve_through_the_onnx_backend(models, tmp_path):
     """`serve --backend onnx` on a folder exported without the torch weights answers predict's rows."""
     pytest.importorskip("fastapi")
     from roberta_ft.export import export
-    from tests.test_serve import Server, predict_rows
 
     deploy = tmp_path / "deploy"
     export(ExportConfig(model_dir=str(models["single"]), output=str(deploy)))

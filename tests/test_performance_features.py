@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from roberta_ft import data
 from roberta_ft.config import PredictConfig, TrainConfig
 from roberta_ft.modeling import train_tiny_tokenizer
-from tests.conftest import NEGATIVE, NEUTRAL, POSITIVE, review
+from tests.helpers import NEGATIVE, NEUTRAL, POSITIVE, peak_rss_growth, review
 
 
 def _varied_reviews(n: int, seed: int) -> list[tuple[str, str]]:
@@ -158,35 +156,6 @@ def test_a_second_training_run_reads_its_tokens_from_the_cache(counted_tokenize,
 # ------------------------------------------------------------------------------------------ predict
 
 
-def _peak_rss_growth(function) -> float:
-    """Largest resident-memory growth (MiB) seen while function runs, sampled every 2 ms."""
-    import psutil
-
-    process = psutil.Process()
-    return _peak_growth(function, lambda: process.memory_info().rss) / 2**20
-
-
-def _peak_growth(function, read) -> float:
-    """Largest growth of `read()` (a number of bytes) seen while function runs, sampled every 2 ms."""
-    start = peak = read()
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, read())
-            time.sleep(0.002)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        function()
-    finally:
-        done.set()
-        sampler.join()
-    return max(peak, read()) - start
-
-
 def test_predict_memory_stays_flat_from_2k_to_20k_lines(trained_dir, tmp_path):
     from roberta_ft.predict import predict
 
@@ -210,8 +179,8 @@ def test_predict_memory_stays_flat_from_2k_to_20k_lines(trained_dir, tmp_path):
         return lambda: predict(config)
 
     run(small, "warm-up.jsonl")()  # first use: model load, allocator pools, tokenizer caches
-    growth_2k = _peak_rss_growth(run(small, "2k.jsonl"))
-    growth_20k = _peak_rss_growth(run(large, "20k.jsonl"))
+    growth_2k = peak_rss_growth(run(small, "2k.jsonl"))
+    growth_20k = peak_rss_growth(run(large, "20k.jsonl"))
     assert (tmp_path / "20k.jsonl").read_text().count("\n") == 20_000
     # Streaming holds one 1,000-line chunk either way (measured: +0.3 MiB from 2k to 20k lines); predicting
     # all 20k lines at once (chunk_lines=20000) measured +930 MiB, so the margin leaves room for allocator noise.

@@ -79,7 +79,7 @@ def test_unknown_task_lists_tasks_and_suggests_the_closest():
 def test_local_evaluate_module_as_extra_metric(tmp_path):
     from roberta_ft.config import TrainConfig
     from roberta_ft.train import train
-    from tests.conftest import write_reviews
+    from tests.helpers import write_reviews
 
     module = tmp_path / "share_correct.py"
     module.write_text(

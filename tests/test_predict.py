@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from roberta_ft.config import PredictConfig
 from roberta_ft.predict import predict
-from tests.conftest import review
+from tests.helpers import review
 
 
 def _reference_labels(model_dir, texts):
@@ -69,7 +69,7 @@ def test_pair_model_reads_tab_separated_lines(tmp_path):
     from roberta_ft.config import TrainConfig
     from roberta_ft.errors import DataError
     from roberta_ft.train import train
-    from tests.conftest import write_pairs
+    from tests.helpers import write_pairs
 
     model = train(
         TrainConfig(

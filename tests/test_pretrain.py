@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 from roberta_ft.cli import app
 from roberta_ft.data import corpus
 from roberta_ft.masking import LocalityWarmup, MaskedLanguageModeling, Masker, SparseMaskedLM
-from tests.test_performance_features import _peak_rss_growth
-from tests.test_resume import run_and_kill, run_to_completion
+from tests.helpers import peak_rss_growth, run_and_kill, run_to_completion
 
 runner = CliRunner()
 
@@ -269,7 +268,7 @@ def test_a_corpus_much_larger_than_a_chunk_packs_in_flat_memory(tmp_path, monkey
         def pack(spec=spec, folder=folder):
             corpus.pack(corpus.iter_documents(spec), tokenizer, folder, max_length=64, validation_split=0.05, seed=0)
 
-        growth[documents] = _peak_rss_growth(pack)
+        growth[documents] = peak_rss_growth(pack)
         assert corpus.Blocks(folder, "train").num_tokens > documents * 10
     # 20x the documents (about 13 MB of text and 50 MB of blocks more): memory grows by a chunk at most.
     assert growth[200_000] - growth[10_000] < 30, growth

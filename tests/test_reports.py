@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from roberta_ft.cli import app
-from tests.conftest import write_reviews
+from tests.helpers import write_reviews
 
 runner = CliRunner()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

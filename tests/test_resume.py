@@ -11,11 +11,7 @@ final weights and optimizer state.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +20,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from roberta_ft.cli import app
-from tests.conftest import write_reviews
+from tests.helpers import run_and_kill, run_to_completion, write_reviews
 
 # 240 rows: 24 held out for validation, 216 for training = 27 steps of 8 per epoch.
 STEPS_PER_EPOCH = 27
@@ -57,36 +53,6 @@ def command(data: Path, output: Path, save_every: int, *extra: str) -> list[str]
         str(save_every),
         *extra,
     ]
-
-
-def environment() -> dict[str, str]:
-    # The same thread count in every run: float sums may be split differently with more threads.
-    return {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "HF_HUB_OFFLINE": "1"}
-
-
-def run_to_completion(args: list[str], log: Path) -> None:
-    with open(log, "w") as stderr:
-        finished = subprocess.run(args, env=environment(), stdout=subprocess.DEVNULL, stderr=stderr, timeout=300)
-    assert finished.returncode == 0, log.read_text()
-
-
-def run_and_kill(args: list[str], output: Path, kill_after: str, log: Path) -> None:
-    """Start a training process and SIGKILL it as soon as checkpoint `kill_after` exists."""
-    target = output / "checkpoints" / kill_after
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(args, env=environment(), stdout=subprocess.DEVNULL, stderr=stderr)
-        try:
-            deadline = time.monotonic() + 240
-            while not target.exists():
-                assert process.poll() is None, f"the run ended before {kill_after}: {log.read_text()}"
-                assert time.monotonic() < deadline, "timed out waiting for the checkpoint"
-                time.sleep(0.002)
-            os.kill(process.pid, signal.SIGKILL)
-        finally:
-            if process.poll() is None and not target.exists():
-                process.kill()
-            process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL  # really killed, not finished
 
 
 def resume(args: list[str]) -> None:

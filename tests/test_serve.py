@@ -7,7 +7,6 @@ one batch even on a busy machine, and a request is still queued when the shutdow
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import random
 import signal
@@ -26,57 +25,12 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from roberta_ft.config import PredictConfig, ServeConfig, TrainConfig  # noqa: E402
+from roberta_ft.config import ServeConfig, TrainConfig  # noqa: E402
 from roberta_ft.errors import ConfigError  # noqa: E402
-from tests.conftest import review, write_pairs  # noqa: E402
+from tests.helpers import Server, free_port, predict_rows, review, write_pairs  # noqa: E402
 
 MAX_TEXTS = 8
 MAX_BODY_KB = 4
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """`python -m roberta_ft serve ...` on a free port, its log in a file."""
-
-    def __init__(self, model_dir: Path, log: Path, *options: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        command = [sys.executable, "-m", "roberta_ft", "-v", "serve", str(model_dir), "--port", str(self.port)]
-        command += ["--precision", "fp32", *options]
-        with open(log, "w", encoding="utf-8") as handle:
-            self.process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.process.poll() is None, f"the server exited:\n{self.output()}"
-            try:
-                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"the server did not get ready:\n{self.output()}"
-            time.sleep(0.2)
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def post(self, body, **options):
-        if isinstance(body, (dict, list)):
-            return httpx.post(f"{self.url}/predict", json=body, timeout=60, **options)
-        return httpx.post(f"{self.url}/predict", content=body, timeout=60, **options)
-
-    def info(self) -> dict:
-        return httpx.get(f"{self.url}/info", timeout=30).json()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -93,21 +47,6 @@ def server(trained_dir, tmp_path_factory):
 def texts_of(count: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     return [review(rng, rng.choice(["pos", "neg"])) for _ in range(count)]
-
-
-def predict_rows(model_dir: Path, lines: list[str], tmp_path: Path, **options) -> list[dict]:
-    """`roberta-ft predict --json`'s rows for these lines, without their `line` key."""
-    from roberta_ft.predict import predict
-
-    path = tmp_path / "texts.txt"
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    rows = io.StringIO()
-    predict(
-        PredictConfig(model_dir=str(model_dir), input=str(path), precision="fp32", **options),
-        stdout=rows,
-        stdout_format="jsonl",
-    )
-    return [{k: v for k, v in json.loads(line).items() if k != "line"} for line in rows.getvalue().splitlines()]
 
 
 # ------------------------------------------------------------------------------------------ over HTTP

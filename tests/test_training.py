@@ -10,7 +10,7 @@ import torch
 
 from roberta_ft.config import TrainConfig
 from roberta_ft.train import train
-from tests.conftest import write_pairs, write_reviews
+from tests.helpers import write_pairs, write_reviews
 
 
 def test_tiny_model_learns_a_separable_task(trained_dir):

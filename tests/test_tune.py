@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from roberta_ft.cli import app
 from roberta_ft.errors import ConfigError
-from tests.conftest import write_reviews
+from tests.helpers import write_reviews
 
 runner = CliRunner()
 # The same in every trial: the CPU in fp32, so that a run is the same run wherever it happens.
