@@ -165,6 +165,36 @@ def test_the_output_is_a_standard_model_directory(work, tmp_path):
     assert checks["fp32"]["labels_agree"] == 1.0 and checks["fp32"]["max_abs_diff"] < 1e-3
 
 
+def test_a_killed_few_shot_run_resumes_to_the_same_model(work, tmp_path):
+    """SIGKILL after a checkpoint, then --resume: the contrastive steps and the head fitted after them end
+    bitwise like an uninterrupted run (CPU, fp32)."""
+    import sys
+
+    from safetensors.torch import load_file
+
+    from tests.helpers import run_and_kill, run_to_completion
+
+    def command(output: Path) -> list[str]:
+        return [sys.executable, "-m", "roberta_ft", "--quiet", "train", str(work / "train16.csv")] + [
+            *("--model", str(work / "start"), "--method", "few-shot", "--output", str(output)),
+            *("--epochs", "3", "--batch-size", "4", "--save-every", "2", "--seed", "5"),
+            *("--device", "cpu", "--precision", "fp32"),
+        ]  # 16 rows: 4 steps of 4 rows (6 pairs each) per epoch, 12 steps
+
+    run_to_completion(command(tmp_path / "whole"), tmp_path / "whole.log")
+    run_and_kill(command(tmp_path / "killed"), tmp_path / "killed", "step-0000004", tmp_path / "killed.log")
+    assert run_config(tmp_path / "killed")["status"] in ("training", "interrupted")
+    result = runner.invoke(app, [*command(tmp_path / "killed")[3:], "--resume"])
+    assert result.exit_code == 0, result.output
+    assert run_config(tmp_path / "killed")["status"] == "complete"
+    expected, got = (
+        load_file(tmp_path / "whole" / "model.safetensors"),
+        load_file(tmp_path / "killed" / "model.safetensors"),
+    )
+    assert expected.keys() == got.keys()
+    assert [key for key in expected if not torch.equal(expected[key], got[key])] == []
+
+
 # ------------------------------------------------------------------------------------------ bad inputs
 
 
