@@ -200,8 +200,8 @@ def _torch(model_dir: Path, device: str, precision: str, trust_remote_code: bool
     from roberta_ft.modeling import load_trained
     from roberta_ft.runtime import resolve_runtime
 
-    runtime = resolve_runtime(device, precision)
     model, tokenizer = load_trained(model_dir, trust_remote_code=trust_remote_code)
+    runtime = resolve_runtime(device, precision, width=getattr(model.config, "hidden_size", None))
     return TorchBackend(model, runtime, pad_id=tokenizer.pad_token_id), model.config, tokenizer
 
 

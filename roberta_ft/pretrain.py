@@ -50,11 +50,14 @@ def pretrain(config: PretrainConfig, progress=None) -> PretrainResult:
     from roberta_ft import loop
     from roberta_ft.best_epoch import BestEpochRule
     from roberta_ft.masking import MaskedLanguageModeling, SparseMaskedLM
+    from roberta_ft.modeling import TINY_SHAPE
     from roberta_ft.runtime import make_accelerator, resolve_runtime
 
     # --- settings and the run (--output checked, not yet touched) -----------------------------------
     config = config.resolved()
-    runtime = resolve_runtime(config.device, config.precision)
+    runtime = resolve_runtime(
+        config.device, config.precision, width=TINY_SHAPE["hidden_size"] if config.is_tiny else None
+    )
     run = lifecycle.Run(config.output, overwrite=config.overwrite, resume=config.resume)
     spec = CorpusSpec(config.corpus, config.text_column, config.format, config.encoding, config.blank_line_documents)
     files = corpus_files(config.corpus)

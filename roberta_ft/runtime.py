@@ -40,7 +40,15 @@ class Runtime:
         return {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}[self.precision]
 
 
-def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
+# On a CPU, bf16 autocast pays for its casts only on wide layers: on a 2-core AVX-512 BF16 host the tiny model
+# (hidden size 128) trained 5.4x slower in bf16 than in fp32, while MiniLM (384) predicts 1.95x faster
+# (docs/performance.md). `auto` keeps fp32 for models narrower than this.
+CPU_BF16_MIN_WIDTH = 256
+
+
+def resolve_runtime(device: str = "auto", precision: str = "auto", *, width: int | None = None) -> Runtime:
+    """The device and precision; `width` (the model's hidden size, where known) lets `auto` keep a narrow model
+    in fp32 on a CPU with native bf16."""
     import torch
 
     if device not in DEVICES:
@@ -60,6 +68,9 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
         if device == "cuda":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
             reason = f"{torch.cuda.get_device_name(0)}: {'native bf16' if precision == 'bf16' else 'no bf16, fp16'}"
+        elif device == "cpu" and cpu_supports_bf16() and width is not None and width < CPU_BF16_MIN_WIDTH:
+            precision = "fp32"
+            reason = f"CPU with native bf16, but a model of hidden size {width} runs faster in fp32"
         elif device == "cpu" and cpu_supports_bf16():
             precision, reason = "bf16", "CPU with native bf16 (AVX-512 BF16/AMX)"
         else:

@@ -254,6 +254,7 @@ def _metrics(task: Task, rule: BestEpochRule, history) -> dict[str, Any]:
 
 
 def _plan(config: TrainConfig) -> _Plan:
+    from roberta_ft.modeling import TINY_SHAPE
     from roberta_ft.runtime import resolve_runtime
 
     config = config.resolved()
@@ -261,7 +262,9 @@ def _plan(config: TrainConfig) -> _Plan:
     kind = problems.for_training(task, config)
     rule = BestEpochRule.for_training(task, kind, config)
     tracking.check_installed(config.report_to)
-    runtime = resolve_runtime(config.device, config.precision)
+    runtime = resolve_runtime(
+        config.device, config.precision, width=TINY_SHAPE["hidden_size"] if config.is_tiny else None
+    )
     run = lifecycle.Run(config.output, overwrite=config.overwrite, resume=config.resume)
     return _Plan(config, task, kind, rule, runtime, run)
 

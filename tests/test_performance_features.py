@@ -65,6 +65,7 @@ def test_padding_to_multiples_of_8_only_on_cuda():
     assert batch["input_ids"].shape == (2, 9)
 
 
+@pytest.mark.slow
 def test_bucketing_does_not_change_metrics_beyond_noise(tmp_path):
     from roberta_ft.train import train
 
@@ -156,6 +157,7 @@ def test_a_second_training_run_reads_its_tokens_from_the_cache(counted_tokenize,
 # ------------------------------------------------------------------------------------------ predict
 
 
+@pytest.mark.slow
 def test_predict_memory_stays_flat_from_2k_to_20k_lines(trained_dir, tmp_path):
     from roberta_ft.predict import predict
 
@@ -386,6 +388,7 @@ def test_packing_keeps_every_token_once_and_leaves_similar_lengths_padded():
     assert rounded is not None and rounded.input_ids.shape == (2, 8) and rounded.rows.tolist() == [0, 1, 1]
 
 
+@pytest.mark.slow
 def test_training_with_the_fast_paths_matches_a_plain_run(tmp_path, monkeypatch):
     """The whole loop with and without the first-token last layer: the same losses and metrics.
 
@@ -474,3 +477,17 @@ def test_freed_memory_is_kept_unless_the_user_set_glibc_thresholds(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     if sys.platform.startswith("linux") and os.path.exists("/usr/lib/x86_64-linux-gnu/libc.so.6"):
         assert keep_freed_memory() is True
+
+
+def test_auto_precision_keeps_a_narrow_model_in_fp32_on_a_bf16_cpu(monkeypatch):
+    """bf16 autocast on a CPU pays only on wide layers: `auto` picks it for a wide (or unknown) model and keeps a
+    narrow one (tiny: hidden size 128) in fp32; an explicit --precision is obeyed either way."""
+    from roberta_ft import runtime
+
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: True)
+    assert runtime.resolve_runtime("cpu", "auto", width=128).precision == "fp32"
+    assert runtime.resolve_runtime("cpu", "auto", width=384).precision == "bf16"
+    assert runtime.resolve_runtime("cpu", "auto").precision == "bf16"
+    assert runtime.resolve_runtime("cpu", "bf16", width=128).precision == "bf16"
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: False)
+    assert runtime.resolve_runtime("cpu", "auto", width=384).precision == "fp32"
