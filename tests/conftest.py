@@ -2,59 +2,36 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-import random
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import NEGATIVE, NEUTRAL, POSITIVE, review, write_pairs, write_reviews  # noqa: F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-POSITIVE = ["great", "excellent", "wonderful", "loved", "superb", "fantastic", "delightful", "brilliant"]
-NEGATIVE = ["awful", "terrible", "boring", "hated", "dreadful", "horrible", "dull", "disappointing"]
-NEUTRAL = ["the movie", "this film", "the plot", "the acting", "the ending", "the music", "the cast", "it"]
+# Under pytest-xdist (`-n auto`) each worker gets its share of the cores, for torch in this process and
+# for every process a test starts; one process alone keeps torch's own choice.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: an end-to-end training run (deselect with -m 'not slow')")
+    if _WORKERS > 1:
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _token_cache_in_tmp(tmp_path_factory):
     """The on-disk token cache goes to a per-session folder, never the user's ~/.cache."""
     os.environ["ROBERTA_FT_CACHE"] = str(tmp_path_factory.mktemp("token-cache"))
-
-
-def review(rng: random.Random, label: str) -> str:
-    cue = rng.choice(POSITIVE if label == "pos" else NEGATIVE)
-    return f"{rng.choice(NEUTRAL)} was {cue} and {rng.choice(NEUTRAL)} {rng.choice(['felt', 'seemed', 'was'])} {cue}"
-
-
-def write_reviews(path: Path, n: int = 240, seed: int = 0, *, text="review", label="sentiment", fmt="csv") -> Path:
-    """A clearly separable two-class dataset with string labels and non-default column names."""
-    rng = random.Random(seed)
-    rows = [(review(rng, lab), lab) for lab in (rng.choice(["pos", "neg"]) for _ in range(n))]
-    if fmt == "jsonl":
-        path.write_text("".join(json.dumps({text: t, label: lab}) + "\n" for t, lab in rows), encoding="utf-8")
-    else:
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, delimiter="," if fmt == "csv" else "\t")
-            writer.writerow([text, label])
-            writer.writerows(rows)
-    return path
-
-
-def write_pairs(path: Path, n: int = 240, seed: int = 0) -> Path:
-    """Pairs whose label is decided by the SECOND text only: a model that drops the pair scores at chance."""
-    rng = random.Random(seed)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["sentence1", "sentence2", "label"])
-        for _ in range(n):
-            label = rng.choice(["pos", "neg"])
-            first = f"{rng.choice(NEUTRAL)} {rng.choice(['felt', 'seemed', 'was'])} {rng.choice(POSITIVE + NEGATIVE)}"
-            writer.writerow([first, review(rng, label), "agree" if label == "pos" else "disagree"])
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,10 @@ import pytest
 
 from tests.helpers import free_port, write_reviews
 
-pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None and sys.platform != "linux", reason="needs torchrun")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("torchrun") is None and sys.platform != "linux", reason="needs torchrun"),
+    pytest.mark.slow,
+]
 
 
 def _train(command_prefix: list[str], data, output, tmp_path) -> subprocess.CompletedProcess:

@@ -116,6 +116,7 @@ def test_pairs_are_every_pair_of_distinct_rows_with_both_sorts_weighing_half():
 # ------------------------------------------------------------------------------------------ the method
 
 
+@pytest.mark.slow
 def test_few_shot_beats_plain_fine_tuning_from_the_same_start(work, tmp_path):
     scores = {}
     for method in ("few-shot", "fine-tune"):
@@ -165,6 +166,7 @@ def test_the_output_is_a_standard_model_directory(work, tmp_path):
     assert checks["fp32"]["labels_agree"] == 1.0 and checks["fp32"]["max_abs_diff"] < 1e-3
 
 
+@pytest.mark.slow
 def test_a_killed_few_shot_run_resumes_to_the_same_model(work, tmp_path):
     """SIGKILL after a checkpoint, then --resume: the contrastive steps and the head fitted after them end
     bitwise like an uninterrupted run (CPU, fp32)."""

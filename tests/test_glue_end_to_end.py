@@ -22,6 +22,8 @@ from tests.glue_fixtures import write_glue_dir
 
 runner = CliRunner()
 
+pytestmark = pytest.mark.slow  # end-to-end training runs (-m 'not slow' leaves them out)
+
 TASKS = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
 METRICS = {
     "cola": {"matthews_correlation"},

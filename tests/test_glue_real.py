@@ -20,7 +20,7 @@ from roberta_ft.train import train
 REAL_GLUE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "glue"
 TRAIN_ROWS = 300
 
-pytestmark = pytest.mark.skipif(not REAL_GLUE.is_dir(), reason=f"no real GLUE data at {REAL_GLUE}")
+pytestmark = [pytest.mark.skipif(not REAL_GLUE.is_dir(), reason=f"no real GLUE data at {REAL_GLUE}"), pytest.mark.slow]
 
 CASES = [
     # task, folder, header row in train.tsv, metric names, dev rows

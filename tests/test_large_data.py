@@ -170,6 +170,7 @@ def _big_csv(path, rows: int) -> None:
             writer.writerow([review(rng, label), label])
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_when_the_file_grows_twenty_times(tmp_path, monkeypatch):
     from roberta_ft.data import token_cache
     from roberta_ft.modeling import train_tiny_tokenizer
@@ -268,6 +269,7 @@ def test_a_large_selection_is_a_table_of_its_own_in_the_data_cache(tmp_path, mon
     assert again.cache_files == train_set.cache_files and again.to_dict() == train_set.to_dict()
 
 
+@pytest.mark.slow
 def test_training_set_up_memory_stays_flat_when_the_file_grows_twenty_times(tmp_path, monkeypatch):
     """Everything between the file and the first step that touches every row: the split, the label codes,
     the run identity, the tiny tokenizer's texts and the token-cache key."""

@@ -74,6 +74,7 @@ def test_options_are_checked():
         long_text.tokenize(None, ["a"], ["b"], 16, "sliding")
 
 
+@pytest.mark.slow
 def test_sliding_reads_what_truncation_cuts_off(tmp_path):
     from roberta_ft.evaluate import evaluate
     from roberta_ft.predict import predict

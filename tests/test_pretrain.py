@@ -22,6 +22,9 @@ from tests.helpers import peak_rss_growth, run_and_kill, run_to_completion
 runner = CliRunner()
 
 
+pytestmark = pytest.mark.slow  # end-to-end training runs (-m 'not slow' leaves them out)
+
+
 @pytest.fixture
 def logs(caplog, monkeypatch):
     """The package's log records (the CLI's logger does not propagate to pytest's handler by itself)."""

@@ -23,6 +23,8 @@ from roberta_ft.cli import app
 from tests.helpers import run_and_kill, run_to_completion, write_reviews
 
 # 240 rows: 24 held out for validation, 216 for training = 27 steps of 8 per epoch.
+pytestmark = pytest.mark.slow  # end-to-end training runs (-m 'not slow' leaves them out)
+
 STEPS_PER_EPOCH = 27
 EPOCHS = 3
 

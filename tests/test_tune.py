@@ -152,6 +152,7 @@ def test_pruning_stops_hopeless_trials_after_an_epoch_and_keeps_their_model(revi
 # ------------------------------------------------------------------------------------- kill -9, re-run
 
 
+@pytest.mark.slow
 def test_a_study_killed_mid_trial_continues_with_the_finished_trials_kept(reviews, tmp_path):
     out = tmp_path / "study"
     args = [str(reviews), "-o", str(out), *RUN, "--epochs", "2", "--batch-size", "8", "--save-every", "3"]
@@ -219,6 +220,7 @@ def test_ctrl_c_queues_the_running_trial_again(reviews, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------- two processes
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_sqlite_study_run_disjoint_trials(reviews_240, tmp_path):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     common = [str(reviews_240), *RUN, "--epochs", "2", "--batch-size", "8", "--trials", "4", "--storage", storage]
