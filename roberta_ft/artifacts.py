@@ -108,12 +108,19 @@ def writing(path: str | Path, option: str = "--output") -> Iterator[None]:
     """An OSError while creating or writing `path` (its temporary file included) as one ConfigError that names
     the option and the path the user gave, never the temporary file's name."""
     path = Path(path)
+    target = Path(os.path.abspath(path))
     try:
         yield
     except OSError as exc:
-        touched = [Path(name) for name in (exc.filename, exc.filename2) if name]
-        near = {path, path.parent, *path.parents}
-        if not any(name in near or name.parent in near for name in touched):
+        # Only an error on the path itself, one of its folders, or its temporary file (atomic_write's
+        # ".NAME.*.tmp" beside it): an input file's error is not --output's.
+        touched = [Path(os.path.abspath(name)) for name in (exc.filename, exc.filename2) if name]
+        if not any(
+            name == target
+            or name in target.parents
+            or (name.parent == target.parent and name.name.startswith(f".{target.name}."))
+            for name in touched
+        ):
             raise
         raise ConfigError(
             f"cannot write {option} {path}: {exc.strerror or exc}",
