@@ -237,6 +237,7 @@ def check_output_dir(output: str | Path, *, overwrite: bool, resume: bool) -> Ch
             f"--output {path} already exists and is not empty",
             "pass --overwrite to replace it, or choose another --output",
         )
+    artifacts.check_writable(path, directory=True)
     return None
 
 
@@ -308,11 +309,13 @@ class Checkpointer:
             }
             (scratch / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
             for item in (WEIGHTS, STATE, META):
+                os.chmod(scratch / item, artifacts.plain_mode())  # safetensors writes its file 0o600
                 _fsync_file(scratch / item)
             _fsync_dir(scratch)
             target = self.root / name
             if target.exists():  # only after resuming from an older checkpoint than this one
                 _remove(target)
+            os.chmod(scratch, artifacts.plain_mode(directory=True))  # mkdtemp's 0o700, as mkdir would make it
             os.rename(scratch, target)
             _fsync_dir(self.root)
         except BaseException:

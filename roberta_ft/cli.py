@@ -6,6 +6,7 @@ Heavy libraries (torch, transformers) are imported inside the commands, so `--he
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import sys
 from enum import Enum
@@ -27,6 +28,7 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         from typer._click import exceptions as click_errors
 
+        args = self.global_flags_first(sys.argv[1:] if args is None else list(args))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -43,6 +45,39 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
             _print_error("aborted")
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
+
+    def global_flags_first(self, args: list[str]) -> list[str]:
+        """`roberta-ft train ... -q` as `roberta-ft -q train ...`: -q/--quiet and -v/--verbose are the app's
+        options, accepted after the command too. A token that is an option's value (`--label-separator -q`)
+        or comes after `--` stays where it is."""
+        position = next((i for i, token in enumerate(args) if not token.startswith("-")), None)
+        if position is None or args[:position].count("--"):
+            return args
+        command = self.commands.get(args[position])
+        if command is None:
+            return args
+        takes_value = {
+            name
+            for param in command.params
+            if getattr(param, "param_type_name", "") == "option" and not param.is_flag and not param.count
+            for name in param.opts
+        }
+        moved, kept = [], []
+        tokens = iter(args[position + 1 :])
+        for token in tokens:
+            if token == "--":
+                kept.extend([token, *tokens])
+                break
+            if token in GLOBAL_FLAGS:
+                moved.append(token)
+                continue
+            kept.append(token)
+            if token in takes_value:
+                kept.extend(itertools.islice(tokens, 1))
+        return [*args[:position], *moved, args[position], *kept]
+
+
+GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
 
 
 app = typer.Typer(
@@ -277,6 +312,12 @@ FINE_TUNING_OPTIONS: dict[str, Any] = {
             "few-shot with a pretrained model when no class has more than 64 training rows \\[default: auto]."
         ),
     ],
+    "positive_label": Annotated[
+        str | None,
+        typer.Option(
+            help="Two labels: the one whose F1 is reported as `f1` \\[default: the second in sorted order, id 1]."
+        ),
+    ],
     **RUN_OPTIONS,
 }
 # What tune does not take of train's options (docs/tuning.md): a study continues when its command is run
@@ -311,8 +352,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only; no progress bar.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks (before or after the command).")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Warnings and errors only; no progress bar (before or after the command)."),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
@@ -341,6 +387,11 @@ def _fail(message: str, code: int) -> None:
 
 def _run(function, *args, **kwargs):
     """Run a library call; user errors become one line on stderr and an exit code (traceback with --verbose)."""
+    return _run_reporting(function, args, kwargs)
+
+
+def _run_reporting(function, args, kwargs, *, interrupted=lambda: "interrupted"):
+    """`_run`; `interrupted()` is the line Ctrl-C prints (a training run's says how to go on)."""
     try:
         return function(*args, **kwargs)
     except RobertaFtError as exc:
@@ -348,7 +399,7 @@ def _run(function, *args, **kwargs):
             raise
         _fail(_escape(exc.one_line()), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail(_escape(interrupted()), 130)
     except MemoryError:
         if State.verbose:
             raise
@@ -436,7 +487,12 @@ def train(
         from roberta_ft.console import stderr
 
         best = result.metrics["best"]
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if isinstance(v, float) and k != "train_loss")
+        positive = result.metrics.get("positive_label")
+        shown = ", ".join(
+            f"{k}{f' ({positive})' if k == 'f1' and positive else ''} {v:.4f}"
+            for k, v in best.items()
+            if isinstance(v, float) and k != "train_loss"
+        )
         stderr.print(f"Best epoch {best['epoch']}: {shown}. Model: {result.output_dir}", highlight=False)
 
 
@@ -448,8 +504,32 @@ def _run_with_progress(function, settings, json_output: bool):
     main_process = is_main_process()
     show_progress = main_process and not (State.quiet or json_output) and sys.stderr.isatty()
     with _keep_stdout_for_json(json_output):
-        result = _run(function, settings, progress=RichProgress() if show_progress else None)
+        result = _run_reporting(
+            function,
+            (settings,),
+            {"progress": RichProgress() if show_progress else None},
+            interrupted=lambda: _interrupted_run(settings.output),
+        )
     return result if main_process else None
+
+
+def _interrupted_run(output: str | None) -> str:
+    """What Ctrl-C during a training run says: how to go on from what the run left in --output."""
+    from roberta_ft.checkpoint import latest
+
+    path = Path(output) if output else None
+    try:
+        found = latest(path) if path is not None and path.is_dir() else None
+    except Exception:  # a half-written checkpoint folder: no advice on it
+        found = None
+    if found is not None:
+        return (
+            f"interrupted; the last checkpoint in {path} is at step {found.step} "
+            "(re-run the same command with --resume to continue from it)"
+        )
+    if path is not None and path.is_dir() and any(path.iterdir()):
+        return f"interrupted before the first checkpoint in {path} (re-run the same command with --overwrite to start over)"
+    return "interrupted before anything was written (re-run the same command)"
 
 
 def _train_seeds(settings, seeds: str, *, seed_given: bool, json_output: bool) -> None:
@@ -465,9 +545,9 @@ def _train_seeds(settings, seeds: str, *, seed_given: bool, json_output: bool) -
     if json_output:
         _print_json(result)
     else:  # the summary is the command's result: shown even with --quiet, like eval's table
-        from rich.console import Console
+        from roberta_ft.console import print_results
 
-        Console().print(seeds_table(result))
+        print_results(seeds_table(result))
 
 
 class Pruner(str, Enum):
@@ -556,13 +636,20 @@ def tune(
 
     progress = None if State.quiet or json_output or not sys.stderr.isatty() else RichProgress
     with _keep_stdout_for_json(json_output):
-        result = _run(run_tune, settings, progress=progress).to_dict()
+        result = _run_reporting(
+            run_tune,
+            (settings,),
+            {"progress": progress},
+            interrupted=lambda: (
+                "interrupted (re-run the same command to continue the study; the trial that was running is run again)"
+            ),
+        ).to_dict()
     if json_output:
         _print_json(result)
     else:  # the trials are the command's result: shown even with --quiet, like the seeds table
-        from rich.console import Console
+        from roberta_ft.console import print_results
 
-        Console().print(tune_table(result))
+        print_results(tune_table(result))
 
 
 @app.command("eval")
@@ -594,6 +681,10 @@ def evaluate(
         str | None,
         typer.Option(help="Write the report JSON here \\[default: MODEL_DIR/eval_report.json], the picture beside it."),
     ] = None,
+    positive_label: Annotated[
+        str | None,
+        typer.Option(help="Two labels: the one whose F1 is reported as `f1` \\[default: as trained]."),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Print a trained model's metrics on labelled DATA; write eval_report.json and a confusion matrix picture."""
@@ -608,15 +699,12 @@ def evaluate(
     if json_output:
         _print_json(result)
         return
-    from rich.console import Console
+    from roberta_ft.console import metrics_table, print_results, report_tables
 
-    from roberta_ft.console import metrics_table, report_tables
-
-    console = Console()
-    console.print(metrics_table(result))
+    tables = [metrics_table(result)]
     if result.get("report") and not State.quiet:
-        for table in report_tables(result["report"]):
-            console.print(table)
+        tables += report_tables(result["report"])
+    print_results(*tables)
 
 
 @app.command()
@@ -909,15 +997,10 @@ def glue_report(
     if json_output:
         _print_json(report)
         return
-    from rich.console import Console
+    from roberta_ft.console import glue_table, metrics_table, print_results
 
-    from roberta_ft.console import glue_table, metrics_table
-
-    console = Console()
-    if not State.quiet:
-        for result in report["tasks"]:
-            console.print(metrics_table(result))
-    console.print(glue_table(report))
+    tables = [] if State.quiet else [metrics_table(result) for result in report["tasks"]]
+    print_results(*tables, glue_table(report))
 
 
 @app.command()
@@ -942,9 +1025,9 @@ def tasks(json_output: JsonOption = False) -> None:
     if json_output:
         _print_json(rows)
         return
-    from rich.console import Console
     from rich.table import Table
 
+    from roberta_ft.console import print_results
     from roberta_ft.problems import KINDS
 
     table = Table(title="Tasks", title_justify="left")
@@ -958,7 +1041,7 @@ def tasks(json_output: JsonOption = False) -> None:
             row["primary_metric"],
             ", ".join(row["datasets"]),
         )
-    Console().print(table)
+    print_results(table)
 
 
 def main() -> None:

@@ -341,6 +341,8 @@ class TrainConfig(_Settings):
     # fine-tune, few-shot (a handful of rows per class: fewshot.py), or auto: few-shot with a pretrained model
     # when no class has more than 64 training rows.
     method: str | None = setting("auto", OneOf(("auto", "few-shot", "fine-tune")))
+    # Binary classifiers: the label whose F1 is `f1`; None: the second label (id 1, alphabetically second).
+    positive_label: str | None = setting(None)
 
     @property
     def is_tiny(self) -> bool:
@@ -403,6 +405,7 @@ class EvalConfig(_Settings):
     long_text: str | None = setting(None)  # None: the training --long-text (and --stride)
     stride: int | None = setting(None)
     report: str | None = setting(None)  # eval_report.json path; None: into the model directory
+    positive_label: str | None = setting(None)  # binary: the label whose F1 is `f1`; None: as trained
     backend: str = setting("torch", OneOf(BACKENDS))  # what runs the network (inference.BACKENDS)
 
     def check_together(self) -> None:

@@ -147,8 +147,9 @@ def metrics_table(result: dict[str, Any]) -> Table:
     published = result.get("published") or {}
     if published:
         table.add_column(f"published ({published.get('model')})", justify="right")
+    positive = result.get("positive_label")
     for name, value in result["metrics"].items():
-        row = [name, f"{value:.4f}"]
+        row = [f"{name} (positive label: {positive})" if name == "f1" and positive else name, f"{value:.4f}"]
         if published:
             # Published values are fractions like the measured ones (roberta_ft.recipes.published_score).
             row.append(f"{published['value']:.4f}" if name == published.get("metric") else "")
@@ -244,3 +245,15 @@ def _shown(value: Any) -> str:
     if value is None:
         return ""
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def print_results(*tables: Any) -> None:
+    """A command's result tables on stdout: on a terminal, as wide as it is; elsewhere (a file, a pipe, a log)
+    each table at its full width, never wrapped into narrow columns to fit an assumed 80."""
+    console = Console()
+    if not console.is_terminal:
+        measure = Console(width=1 << 16)
+        widest = max((measure.measure(table).maximum for table in tables), default=80)
+        console = Console(width=max(widest, 20))
+    for table in tables:
+        console.print(table)

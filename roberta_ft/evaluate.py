@@ -37,6 +37,8 @@ class EvalResult:
 def evaluate(config: EvalConfig) -> EvalResult:
     config.validate()
     model_dir = artifacts.check_model_dir(config.model_dir, weights=config.backend == "torch")
+    if config.report is not None:
+        artifacts.check_writable(config.report, "--report")
     run = artifacts.read_run_config(model_dir)
     trained = run.get("config", {})
     # DATA naming a task (glue/mnli-mm for a glue/mnli model) is evaluated as that task.
@@ -44,6 +46,8 @@ def evaluate(config: EvalConfig) -> EvalResult:
     task = resolve_task(config.task or (None if names_task else run.get("task")), config.data)
     model = inference.load(model_dir, **inference.load_options(config))
     problem, permutation = inference.align(model.problem, task)
+    # A binary classifier's positive label: --positive-label, else the one it was trained with.
+    problem = problem.with_positive_label(config.positive_label or run.get("positive_label"))
 
     def pick(option: str):
         given = getattr(config, option)
@@ -72,6 +76,8 @@ def evaluate(config: EvalConfig) -> EvalResult:
     targets = encoded.text_targets
     metrics = problem.scorer(task, config.metric)(logits, targets)
     extras: dict[str, Any] = {"model_dir": str(model_dir), "data": str(config.data)}
+    if "f1" in metrics and problem.positive_label is not None:
+        extras["positive_label"] = problem.positive_label  # the label whose F1 `f1` is
     # Published numbers are dev-set scores: shown only for the task's own dev split.
     if names_task and config.split in ("validation", task.splits.get("validation")):
         published = published_score(task, run)

@@ -97,6 +97,7 @@ def export(config: ExportConfig) -> ExportResult:
     output = Path(config.output) if config.output else model_dir
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output} exists and is a file", "pass a directory path")
+    artifacts.check_writable(output, directory=True)
     names = [FP32_FILE] + ([INT8_FILE] if config.quantize != "none" else [])
     existing = [output / name for name in names if (output / name).exists()]
     if existing and not config.overwrite:
@@ -111,7 +112,8 @@ def export(config: ExportConfig) -> ExportResult:
     model, tokenizer = load_trained(model_dir, trust_remote_code=config.trust_remote_code)
     model = model.float().eval()
     _use_eager_attention(model)
-    output.mkdir(parents=True, exist_ok=True)
+    with artifacts.writing(output):
+        output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=output) as scratch:
         scratch = Path(scratch)
         raw = scratch / "raw.onnx"
@@ -135,6 +137,7 @@ def export(config: ExportConfig) -> ExportResult:
                     os.replace(scratch / name, output / name)
         placed = {}
         for precision, path in files.items():
+            os.chmod(path, artifacts.plain_mode(output / path.name))
             os.replace(path, output / path.name)
             placed[precision] = str(output / path.name)
     details = {

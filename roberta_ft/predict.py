@@ -62,9 +62,10 @@ def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_forma
     dataset = _split_dataset(task, config, run) if task is not None else None
 
     model = inference.load(model_dir, **inference.load_options(config))
+    tabbed = _Tabbed()
     if task is None:
         problem, permutation, key = model.problem, None, "line"
-        items: Iterable[_Item] = _file_items(config.input, config.encoding, pair=model.pair)
+        items: Iterable[_Item] = _file_items(config.input, config.encoding, pair=model.pair, tabbed=tabbed)
         pair = model.pair
     else:
         problem, permutation = inference.align(model.problem, task)
@@ -80,11 +81,13 @@ def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_forma
     decisions: list[Any] = []  # label ids (task order) or scores, for the leaderboard file
     decided_keys: list[int] = []
 
-    def run_into(handle: TextIO, fmt: str) -> PredictResult:
+    def run_into(handle: TextIO, fmt: str, *, live: bool = False) -> PredictResult:
         writer = RowWriter(handle, fmt, plain if fmt == "plain" else fields, separator=model.reading.separator)
         total = predicted = 0
         seconds = 0.0
-        for chunk in _chunks(items, config.chunk_lines):
+        # A pipe or a terminal reads the rows as they come: the first chunks are small, so the first rows show
+        # within a batch's time, and grow to --chunk-lines (length-sorted batches waste less padding there).
+        for chunk in _chunks(items, config.chunk_lines, first=config.batch_size if live else None):
             started = time.perf_counter()
             rows, decided = _predict_chunk(model, problem, permutation, chunk, config, key=key, pair=pair)
             seconds += time.perf_counter() - started
@@ -99,13 +102,26 @@ def predict(config: PredictConfig, stdout: TextIO | None = None, *, stdout_forma
 
     if out_path is not None:
         holder: list[PredictResult] = []
-        artifacts.atomic_write(out_path, lambda handle: holder.append(run_into(handle, output_format(out_path))))
+        with artifacts.writing(out_path):
+            artifacts.atomic_write(out_path, lambda handle: holder.append(run_into(handle, output_format(out_path))))
         result = holder[0]
         logger.info("Wrote %d predictions to %s", result.num_lines, out_path)
     elif task is not None and config.submission is not None:
         result = run_into(_Discard(), "plain")  # the leaderboard file is the output
     else:
-        result = run_into(stdout or sys.stdout, stdout_format)
+        handle = stdout or sys.stdout
+        result = run_into(handle, stdout_format, live=_is_live(handle))
+    if tabbed.count:
+        logger.warning(
+            "%d line(s) of %s hold a tab (first: line %d), but the model classifies single texts: each tab was "
+            "read as part of its text (if the tab separates two texts, train a pair model with "
+            "--text-pair-column; else replace the tabs with spaces)",
+            tabbed.count,
+            config.input,
+            tabbed.first,
+        )
+    if task is None and result.num_lines == 0:
+        logger.warning("%s is empty: 0 texts predicted (write one text per line)", config.input)
     if config.submission is not None:
         result.submission = str(task.write_submission(task, decided_keys, decisions, config.submission))
         logger.info("Wrote %d predictions to %s", len(decided_keys), result.submission)
@@ -140,20 +156,50 @@ def _predict_chunk(
     return rows, decided
 
 
-def _file_items(path: str, encoding: str, *, pair: bool) -> Iterator[_Item]:
+class _Tabbed:
+    """The lines given to a single-text model that hold a tab: how many, and the first."""
+
+    count: int = 0
+    first: int = 0
+
+    def add(self, line: int) -> None:
+        self.count += 1
+        self.first = self.first or line
+
+
+def _file_items(path: str, encoding: str, *, pair: bool, tabbed: _Tabbed | None = None) -> Iterator[_Item]:
     for number, line in iter_lines(path, encoding):
         if not line.strip():
             yield _Item(number, None, raw=line)  # an empty output row, so line numbers still match
         elif pair:
-            if "\t" not in line:
+            fields = line.count("\t") + 1
+            if fields != 2:
                 raise DataError(
-                    f"{path}: line {number} has no tab, but the model classifies text pairs",
-                    "write each pair as FIRST<TAB>SECOND on one line",
+                    f"{path}: line {number} has "
+                    + ("no tab" if fields == 1 else f"{fields} tab-separated fields")
+                    + ", but the model classifies text pairs",
+                    "write each pair as FIRST<TAB>SECOND on one line, with no other tab",
                 )
-            first, second = line.split("\t", 1)
+            first, second = line.split("\t")
             yield _Item(number, first, second, raw=line)
         else:
+            if tabbed is not None and "\t" in line:
+                tabbed.add(number)
             yield _Item(number, line, raw=line)
+
+
+def _is_live(handle: TextIO) -> bool:
+    """Whether `handle` is read as it is written: a terminal, a pipe or a socket (not a regular file)."""
+    import os
+    import stat
+
+    try:
+        if handle.isatty():
+            return True
+        mode = os.fstat(handle.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _split_dataset(task, config: PredictConfig, run: dict[str, Any]):
@@ -182,13 +228,17 @@ def _split_items(dataset) -> Iterator[_Item]:
         yield _Item(int(keys[i]), text, pairs[i] if pairs is not None else None)
 
 
-def _chunks(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
+def _chunks(items: Iterable[_Item], size: int, *, first: int | None = None) -> Iterator[list[_Item]]:
+    """Lists of `size` items; with `first`, the first list holds `first` items and each next one twice as many,
+    up to `size`."""
+    limit = min(first, size) if first else size
     chunk: list[_Item] = []
     for item in items:
         chunk.append(item)
-        if len(chunk) == size:
+        if len(chunk) == limit:
             yield chunk
             chunk = []
+            limit = min(limit * 2, size)
     if chunk:
         yield chunk
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from roberta_ft.artifacts import check_writable
 from roberta_ft.errors import ConfigError
 
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -52,6 +53,7 @@ def output_path(output: str | None, *, overwrite: bool) -> Path | None:
             raise ConfigError(f"cannot tell the output format of {path}", "use a .csv, .tsv or .jsonl file name")
         if path.exists() and not overwrite:
             raise ConfigError(f"--output {path} already exists", "pass --overwrite to replace it")
+        check_writable(path)
     return path
 
 

@@ -132,6 +132,24 @@ class Problem:
         """Per-class table (and confusion matrix where it means something); None when there are no classes."""
         return None
 
+    @property
+    def positive_label(self) -> str | None:
+        """A binary classifier's positive label: the one whose F1 is the metric `f1`; None for other kinds."""
+        return None
+
+    @classmethod
+    def check_positive_label(cls, name: str | None) -> None:
+        if name is not None:
+            raise ConfigError(
+                f"--positive-label applies to a single-label classifier of two labels, not to {cls.kind}",
+                "drop --positive-label",
+            )
+
+    def with_positive_label(self, name: str | None) -> Problem:
+        """This problem with `name` as its positive label (refused where there is none to choose)."""
+        self.check_positive_label(name)
+        return self
+
     # --- prediction rows ----------------------------------------------------------------------------
 
     def check_top_k(self, top_k: int | None) -> None:
@@ -169,6 +187,48 @@ class SingleLabel(Problem):
     stratify: ClassVar[bool] = True
     labels: LabelMap | None = None
     class_weights: tuple[float, ...] | None = None  # per label id, in the loss
+    positive: int | None = None  # binary: the label id whose F1 is `f1`; None: id 1 (the second label)
+
+    @classmethod
+    def check_positive_label(cls, name):
+        pass  # checked against the labels (with_positive_label)
+
+    @property
+    def positive_label(self):
+        if self.labels is None or len(self.labels) != 2:
+            return None
+        return self.labels.names[1 if self.positive is None else self.positive]
+
+    def with_positive_label(self, name: str | None) -> SingleLabel:
+        """This problem with `name` as its positive label (checked: a binary classifier, one of its labels)."""
+        import dataclasses
+
+        if name is None:
+            return self
+        assert self.labels is not None
+        names = list(self.labels.names)
+        if len(names) != 2:
+            raise ConfigError(
+                f"--positive-label applies to two labels, but there are {len(names)} ({', '.join(map(repr, names))})",
+                "drop --positive-label (macro_f1 averages over every label)",
+            )
+        if name not in names:
+            matches = [n for n in names if n.lower() == str(name).lower()]
+            if len(matches) != 1:
+                raise ConfigError(
+                    f"--positive-label {name!r} is not a label (the labels are {', '.join(map(repr, names))})",
+                    f"pass --positive-label {names[1]} or --positive-label {names[0]}",
+                )
+            name = matches[0]
+        return dataclasses.replace(self, positive=names.index(name))
+
+    def scorer(self, task, extra_metric=None):
+        if self.positive is None or self.positive == 1 or self.labels is None or len(self.labels) != 2:
+            return super().scorer(task, extra_metric)
+        # Metrics take id 1 as the positive label (f1): with the positive label at id 0, both ids swap places;
+        # accuracy, macro_f1 and mcc are the same either way.
+        compute = metrics.scorer(task.metrics, lambda logits: 1 - self.decide(logits), extra_metric)
+        return lambda logits, references: compute(logits, 1 - np.asarray(references))
 
     @classmethod
     def fit(cls, train_set, validation_set, *, task, config, source, validation_source) -> SingleLabel:
@@ -191,7 +251,10 @@ class SingleLabel(Problem):
                 "Class weights: %s",
                 ", ".join(f"{n} {w:.3g}" for n, w in zip(label_map.names, class_weights, strict=True)),
             )
-        return cls(label_map, class_weights)
+        problem = cls(label_map, class_weights).with_positive_label(getattr(config, "positive_label", None))
+        if problem.positive_label is not None:
+            logger.info("Positive label (its F1 is f1): %s", problem.positive_label)
+        return problem
 
     def loss(self, logits, targets):
         import torch
@@ -234,7 +297,8 @@ class SingleLabel(Problem):
         return [_ranked(names, p, ranked) for p, ranked in zip(probabilities, order, strict=True)]
 
     def reordered(self, names):
-        return SingleLabel(LabelMap(tuple(names)), self.class_weights)
+        reordered = SingleLabel(LabelMap(tuple(names)), self.class_weights)
+        return reordered.with_positive_label(self.positive_label if self.positive is not None else None)
 
 
 @dataclass(frozen=True)
@@ -402,6 +466,7 @@ def for_training(task: Task, config: TrainConfig) -> type[Problem]:
             raise ConfigError(f"--multi-label does not apply to regression task {task.name!r}", "drop --multi-label")
         kind = MultiLabel
     kind.check_settings(task, config)
+    kind.check_positive_label(config.positive_label)
     return kind
 
 

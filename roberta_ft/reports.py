@@ -168,7 +168,8 @@ def write_eval_report(result: dict[str, Any], path: Path, picture: Path, *, requ
         artifacts.write_json(path, result)
     except OSError as exc:
         if required:
-            raise
+            with artifacts.writing(path, "--report"):
+                raise
         logger.warning("Could not write %s (%s); pass --report PATH to write it elsewhere", path, exc.strerror)
         return written
     written["report"] = str(path)

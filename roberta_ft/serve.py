@@ -532,37 +532,71 @@ class Service:
 
 # ------------------------------------------------------------------------------------------ the app
 
-_PREDICT_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "texts": {"type": "array", "items": {"type": "string"}, "description": "single-text models"},
-                    "pairs": {
-                        "type": "array",
-                        "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
-                        "description": "pair models: [first, second] each",
-                    },
-                    "top_k": {"type": "integer", "minimum": 1, "description": "the K best labels"},
-                    "threshold": {
-                        "type": "number",
-                        "exclusiveMinimum": 0,
-                        "exclusiveMaximum": 1,
-                        "description": "multi-label models: this request's threshold",
-                    },
-                },
-            },
-            "examples": {
-                "texts": {"value": {"texts": ["I loved it", "a dull film"]}},
-                "top_k": {"value": {"texts": ["I loved it"], "top_k": 2}},
-                "pairs": {"value": {"pairs": [["A man plays a guitar.", "A person makes music."]]}},
-            },
+
+def _text_schema(description: str) -> dict[str, Any]:
+    # What `_text` accepts: a string with at least one non-space character.
+    return {"type": "string", "pattern": r"\S", "description": description}
+
+
+def predict_body(
+    *, pair: bool, labels: bool, threshold: bool, num_labels: int | None, max_texts: int
+) -> dict[str, Any]:
+    """The OpenAPI request body of ``POST /predict`` for the model served: "texts" for a single-text model or
+    "pairs" for a pair model (exactly one, required), "top_k" where the model has `labels`, "threshold" where
+    its problem has one (multi-label), and the limits `parse_request` enforces, so a schema-valid request is
+    one it takes."""
+    key = "pairs" if pair else "texts"
+    if pair:
+        item = {
+            "type": "array",
+            "items": _text_schema("a text"),
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[first, second]",
         }
-    },
-}
+        example = {"pairs": [["A man plays a guitar.", "A person makes music."]]}
+    else:
+        item = _text_schema("a text")
+        example = {"texts": ["I loved it", "a dull film"]}
+    properties: dict[str, Any] = {
+        key: {
+            "type": "array",
+            "items": item,
+            "minItems": 1,
+            "maxItems": max_texts,
+            "description": "text pairs, [first, second] each" if pair else "the texts to label",
+        }
+    }
+    examples = {key: {"value": example}}
+    if labels:
+        top_k: dict[str, Any] = {"type": "integer", "minimum": 1, "description": "the K best labels"}
+        if num_labels:
+            top_k["maximum"] = num_labels
+        properties["top_k"] = top_k
+        examples["top_k"] = {"value": {key: example[key][:1], "top_k": min(2, num_labels or 2)}}
+    if threshold:
+        properties["threshold"] = {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "exclusiveMaximum": 1,
+            "description": "this request's threshold (multi-label models)",
+        }
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": [key],
+                    "properties": properties,
+                },
+                "examples": examples,
+            }
+        },
+    }
+
+
 _ERROR = {"content": {"application/json": {"example": {"error": "one line naming the problem"}}}}
 _PREDICT_RESPONSES = {
     "200": {
@@ -578,13 +612,38 @@ _PREDICT_RESPONSES = {
     "422": {"description": "A wrong field, type or value", **_ERROR},
     "503": {"description": "The model is loading, or the service is shutting down", **_ERROR},
 }
-_PREDICT_OPERATION = {
-    "summary": "Predict",
-    "description": "Label texts (or text pairs): one row per input, in order.",
-    "operationId": "predict",
-    "requestBody": _PREDICT_BODY,
-    "responses": _PREDICT_RESPONSES,
-}
+
+
+def predict_operation(service: "Service") -> dict[str, Any]:
+    """The OpenAPI operation of ``POST /predict`` for the model `service` serves (read from its run_config.json
+    while it loads)."""
+    from roberta_ft import problems
+
+    model = service.model
+    if model is not None:
+        pair, problem, names = model.pair, type(model.problem), model.problem.labels
+        num_labels = len(names) if names is not None else None
+    else:
+        try:
+            run = artifacts.read_run_config(service.config.model_dir)
+        except RobertaFtError:
+            run = {}
+        pair, num_labels = bool(run.get("text_pair")), len(run.get("label_names") or []) or None
+        problem = problems.KINDS.get(run.get("problem_type"), problems.SingleLabel)
+    body = predict_body(
+        pair=pair,
+        labels=problem.has_labels,
+        threshold="threshold" in {field.name for field in dataclasses.fields(problem)},
+        num_labels=num_labels,
+        max_texts=service.config.max_texts,
+    )
+    return {
+        "summary": "Predict",
+        "description": f"Label {'text pairs' if pair else 'texts'}: one row per input, in order.",
+        "operationId": "predict",
+        "requestBody": body,
+        "responses": _PREDICT_RESPONSES,
+    }
 
 
 def _require_extra() -> None:
@@ -653,7 +712,7 @@ def build_app(service: "Service") -> "FastAPI":
 
     def openapi_with_predict() -> dict[str, Any]:
         schema = openapi()
-        schema["paths"].setdefault("/predict", {"post": _PREDICT_OPERATION})
+        schema["paths"].setdefault("/predict", {"post": predict_operation(service)})
         return schema
 
     app.openapi = openapi_with_predict  # type: ignore[method-assign]

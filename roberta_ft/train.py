@@ -124,6 +124,7 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
     timings["tokenize_seconds"] = round(time.perf_counter() - tokenizing, 3)
     _check_batch_split(config, accelerator.num_processes)
     scorer = problem.scorer(task, config.metric)
+    produced: list[str] = []
     if len(validation_encoded):
         produced = _metric_names(scorer, problem, validation_encoded)
         plan.rule.check_produced(produced, given=config.metric_for_best is not None)
@@ -150,6 +151,8 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
 
     # --- results: metrics.json, run_config.json complete, pictures, the model card --------------------
     metrics = {**_metrics(task, plan.rule, history), **extra}
+    if "f1" in produced and problem.positive_label is not None:
+        metrics["positive_label"] = problem.positive_label  # the label whose F1 `f1` is
     run.complete(metrics, card=lambda: _model_card(run, metrics, problem))
     best = history.best
     shown = f"{plan.rule.metric} {best[plan.rule.metric]:.4f}" if plan.rule.metric in best else "no validation rows"
@@ -434,6 +437,7 @@ def _run_record(
         "task": task.name,
         "problem_type": problem.kind,
         "label_names": list(labels.names) if labels else None,
+        "positive_label": problem.positive_label,  # binary: the label whose F1 is `f1`
         "text_pair": "text_pair" in data.train.column_names,
         "columns": {"text": config.text_column, "text_pair": config.text_pair_column, "label": config.label_column},
         "validation_source": data.validation_source,

@@ -645,6 +645,7 @@ def _update_best(run: _Study) -> Path | None:
             if target.exists():
                 old = run.root / f".best-old-{os.getpid()}"
                 os.replace(target, old)
+            os.chmod(scratch, artifacts.plain_mode(directory=True))  # mkdtemp's 0o700, as mkdir would make it
             os.replace(scratch, target)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

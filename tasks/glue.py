@@ -17,7 +17,6 @@ import functools
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -581,18 +580,9 @@ def _format_prediction(spec: GlueSpec, value: Any) -> str:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    from roberta_ft.artifacts import write_text
+
+    write_text(path, text)  # complete or not there, with the permissions a plain open() gives
 
 
 # --- the tasks -----------------------------------------------------------------------------------

@@ -23,6 +23,13 @@ PAIR_CANDIDATES = (
     ("question1", "question2"), ("question", "sentence"), ("query", "passage"),
 )  # fmt: skip
 LABEL_CANDIDATES = ("label", "labels", "class", "category", "target", "gold_label", "sentiment", "y", "score")
+# Names a label column often has, used only when exactly one of them is a column (and no LABEL_CANDIDATES one is):
+# a file with both `topic` and `sentiment` leaves the choice to --label-column.
+LABEL_NAMES_IF_ALONE = (
+    "verdict", "topic", "categories", "classes", "class_label", "label_name", "intent", "emotion", "stance",
+    "polarity", "genre", "tag", "tags", "outcome", "decision", "rating", "stars", "toxic", "toxicity", "spam",
+    "is_spam",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,12 +74,7 @@ def resolve_columns(
 
     picked: list[str] = []
     if label is None and need_label:
-        label = next((by_lower[c] for c in LABEL_CANDIDATES if c in by_lower), None)
-        if label is None:
-            raise DataError(
-                f"cannot tell which column of {source} holds the labels",
-                f"pass --label-column; columns are: {listing}",
-            )
+        label = _auto_label_column(by_lower, columns, text, text_pair, source)
         picked.append(f"label column {label!r}")
     elif label is not None:
         label = check(label, "--label-column")
@@ -98,6 +100,38 @@ def resolve_columns(
     if picked:
         logger.info("Columns of %s: picked %s (override with --text-column/--label-column)", source, ", ".join(picked))
     return Columns(text=text, label=label, text_pair=text_pair)
+
+
+def _auto_label_column(
+    by_lower: dict[str, str], columns: Sequence[str], text: str | None, text_pair: str | None, source: str
+) -> str:
+    """The naming rules for the label column: a well-known name, else the one column with a usual label name;
+    when they cannot tell, the error suggests a ready-to-paste --label-column."""
+    found = next((by_lower[c] for c in LABEL_CANDIDATES if c in by_lower), None)
+    if found is not None:
+        return found
+    alone = [by_lower[c] for c in LABEL_NAMES_IF_ALONE if c in by_lower]
+    if len(alone) == 1:
+        return alone[0]
+    listing = ", ".join(repr(c) for c in columns)
+    if alone:
+        shown = " or ".join(f"--label-column {_shell_word(c)}" for c in alone)
+        raise DataError(f"cannot tell which column of {source} holds the labels ({len(alone)} could)", f"pass {shown}")
+    # The columns that are not the text: the last one is where a label column usually is.
+    taken = {name for name in (text, text_pair) if name} | {by_lower[c] for c in TEXT_CANDIDATES if c in by_lower}
+    others = [c for c in columns if c not in taken] or list(columns)
+    suggestion = f"--label-column {_shell_word(others[-1])}"
+    raise DataError(
+        f"cannot tell which column of {source} holds the labels",
+        f"pass {suggestion} if that column holds them; columns are: {listing}",
+    )
+
+
+def _shell_word(name: str) -> str:
+    """A column name as one shell word, ready to paste."""
+    import shlex
+
+    return shlex.quote(name)
 
 
 def _auto_text_columns(

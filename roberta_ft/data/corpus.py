@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roberta_ft.artifacts import plain_mode
 from roberta_ft.data.files import EXTENSIONS, detect_format, iter_lines, open_rows
 from roberta_ft.errors import DataError
 
@@ -385,6 +386,7 @@ def load_or_pack(
         if folder.exists():  # another run packed it meanwhile
             shutil.rmtree(work, ignore_errors=True)
         else:
+            os.chmod(work, plain_mode(directory=True))  # mkdtemp's 0o700, as mkdir would make it
             os.rename(work, folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

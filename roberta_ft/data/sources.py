@@ -63,6 +63,8 @@ class _Standardizer:
         self.bad_label = _BadRows("with no label")
         self.bad_value = _BadRows("with a non-numeric score")
         self.kept = 0
+        self.numbers = 0  # kept texts that are a number and nothing else
+        self.number_example: str | None = None
 
     def chunk(self, rows: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, list]:
         columns = self.columns
@@ -89,6 +91,9 @@ class _Standardizer:
                         self.bad_value.add(line)
                         ok = False
             if ok:
+                if _is_number(text):
+                    self.numbers += 1
+                    self.number_example = self.number_example or str(text).strip()
                 texts.append(str(text))
                 if columns.text_pair:
                     pairs.append(str(pair))
@@ -105,19 +110,26 @@ class _Standardizer:
         return data
 
     def finish(self) -> str | None:
-        """Raise for bad rows (unless drop_invalid) or no rows; returns the --drop-invalid warning, if any."""
+        """Raise for bad rows (unless drop_invalid) or no rows; returns the warnings (the --drop-invalid one, a
+        text column of numbers), one a line, if any."""
         problems = [bad.describe() for bad in (self.bad_text, self.bad_label, self.bad_value) if bad.count]
-        warning = None
+        warnings = []
         if problems:
             if not self.drop_invalid:
                 raise DataError(
                     f"{self.path}: {'; '.join(problems)}", "fix those rows or pass --drop-invalid to skip them"
                 )
-            warning = f"{self.path}: skipped {'; '.join(problems)} (--drop-invalid)"
-            logger.warning("%s", warning)
+            warnings.append(f"{self.path}: skipped {'; '.join(problems)} (--drop-invalid)")
         if not self.kept:
             raise DataError(f"{self.path}: no usable rows left", "check the text and label columns")
-        return warning
+        if self.numbers == self.kept:
+            warnings.append(
+                f"{self.path}: every text in column {self.columns.text!r} is a number (e.g. {self.number_example!r}), "
+                "which has no words to learn from (pass --text-column naming the column that holds the text)"
+            )
+        for warning in warnings:
+            logger.warning("%s", warning)
+        return "\n".join(warnings) or None
 
     def schema(self):
         import pyarrow as pa
@@ -129,6 +141,18 @@ class _Standardizer:
             fields.append(pa.field("label", pa.float64() if self.regression else pa.string()))
         fields.append(pa.field("line", pa.int64()))
         return pa.schema(fields)
+
+
+def _is_number(value: Any) -> bool:
+    """Whether a text cell is a number and nothing else ("42", "-3.5", "1e3"; not "nan" or "inf")."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    try:
+        return math.isfinite(float(str(value).strip().replace(",", "")))
+    except ValueError:
+        return False
 
 
 def standardize(
@@ -191,8 +215,8 @@ def load_file(
     found = row_cache.find(entry)
     if found is not None:
         columns = _resolve(found["header"], picked, task, need_label, path)
-        if found.get("warning"):
-            logger.warning("%s", found["warning"])
+        for warning in (found.get("warning") or "").splitlines():
+            logger.warning("%s", warning)
         logger.info("Read %s: %d rows from the data cache", path, found["rows"])
         return datasets.Dataset.from_file(found["arrow"]), columns
 
