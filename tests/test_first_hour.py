@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from roberta_ft.cli import app
-from tests.conftest import write_reviews
+from tests.helpers import write_reviews
 
 runner = CliRunner()
 TINY = ("--model", "tiny", "--epochs", "1", "--batch-size", "16")
