@@ -145,7 +145,7 @@ def loop_settings(settings, rule: BestEpochRule, **overrides: Any):
 
     values = {"rule": rule, "save_every_seconds": SAVE_EVERY_SECONDS, **overrides}
     for field in dataclasses.fields(LoopSettings):
-        if field.name not in values:
+        if field.name not in values and field.default is dataclasses.MISSING:
             values[field.name] = getattr(settings, field.name)
     return LoopSettings(**{**values, "adam_betas": tuple(values["adam_betas"])})
 

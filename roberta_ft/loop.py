@@ -61,6 +61,9 @@ class LoopSettings:
     length_bucketing: bool  # batches of similar-length rows (False: plain shuffled batches)
     max_steps: int | None  # stop after this many optimizer steps (the schedule spans them); None: epochs decide
     eval_every: int | None  # evaluate every N optimizer steps (and at the end) instead of every epoch
+    # Checkpoint at every epoch's end (else only by save_every / save_every_seconds): a run of many one-step
+    # epochs (few-shot) would write its whole state once a step.
+    checkpoint_epochs: bool = True
 
 
 class Objective(Protocol):
@@ -210,7 +213,8 @@ def train(
     samples (`train_data` need only have a length and `lengths`, for batching), each followed by the same
     bookkeeping, and an evaluation wherever `_Run.evaluation_due` says (the end of an epoch is one case).
     With `checkpoints`, the whole training state is saved every `settings.save_every` steps (else every
-    `settings.save_every_seconds`), after every evaluation and every epoch; `resume` continues from such
+    `settings.save_every_seconds`), after every evaluation and every epoch (unless `settings.checkpoint_epochs`
+    is off); `resume` continues from such
     a checkpoint exactly where it was taken. `train_lines` (the file line of each training sample) make
     error messages point at the data.
     """
@@ -340,7 +344,8 @@ class _Run:
                 return
             history.train_samples += self.samples_of(batches)
             self.next_epoch()
-            self.save_checkpoint()
+            if self.settings.checkpoint_epochs or self.checkpoint_due():
+                self.save_checkpoint()
 
     def report(self, progress: Progress, batches: int) -> None:
         """After a step: the loss curve (when the loss is read) and progress."""

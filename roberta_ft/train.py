@@ -207,7 +207,8 @@ def _few_shot(fit: _Fit, problem: problems.Problem):
     # The contrastive phase has no validation rows of its own and keeps its last state; its "best" epoch is
     # its lowest training loss, for the log only.
     rule = BestEpochRule("train_loss", greater_is_better=False)
-    settings = lifecycle.loop_settings(config, rule, length_bucketing=False)
+    # Its epochs are a step or a few: checkpoints by --save-every or time only, not at each epoch's end.
+    settings = lifecycle.loop_settings(config, rule, length_bucketing=False, checkpoint_epochs=False)
     with fewshot.contrastive_setup(fit.model):
         history = loop.train(
             fit.model,
