@@ -493,7 +493,10 @@ def train(
             for k, v in best.items()
             if isinstance(v, float) and k != "train_loss"
         )
-        stderr.print(f"Best epoch {best['epoch']}: {shown}. Model: {result.output_dir}", highlight=False)
+        if shown:
+            stderr.print(f"Best epoch {best['epoch']}: {shown}. Model: {result.output_dir}", highlight=False)
+        else:  # few-shot training without --validation
+            stderr.print(f"Trained (no validation rows; pass --validation to score it). Model: {result.output_dir}")
 
 
 def _run_with_progress(function, settings, json_output: bool):

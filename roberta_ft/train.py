@@ -155,8 +155,16 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
         metrics["positive_label"] = problem.positive_label  # the label whose F1 `f1` is
     run.complete(metrics, card=lambda: _model_card(run, metrics, problem))
     best = history.best
-    shown = f"{plan.rule.metric} {best[plan.rule.metric]:.4f}" if plan.rule.metric in best else "no validation rows"
-    logger.info("Best %s at epoch %s; model saved in %s", shown, best["epoch"], run.output)
+    if plan.rule.metric in best:
+        logger.info(
+            "Best %s %.4f at epoch %s; model saved in %s",
+            plan.rule.metric,
+            best[plan.rule.metric],
+            best["epoch"],
+            run.output,
+        )
+    else:  # few-shot without --validation: nothing scored it
+        logger.info("Trained %s epochs, no validation rows scored them; model saved in %s", best["epoch"], run.output)
     return TrainResult(
         run.output, metrics, history.train_samples_per_second, plan.runtime.device, plan.runtime.precision
     )

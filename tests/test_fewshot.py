@@ -93,6 +93,25 @@ def test_the_choice_and_its_budget_go_into_the_run(work, tmp_path):
     assert record["method"]["name"] == "fine-tune" and record["num_validation_examples"] > 0
 
 
+def test_a_run_without_validation_rows_says_so_instead_of_a_best_score(work, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(work / "train16.csv"),
+            "--model",
+            str(work / "start"),
+            "-o",
+            str(tmp_path / "m"),
+            "--epochs",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Trained (no validation rows; pass --validation to score it)" in result.stderr
+    assert "Best" not in result.stderr
+
+
 # ------------------------------------------------------------------------------------------ pairs
 
 
