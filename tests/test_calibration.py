@@ -18,6 +18,7 @@ from roberta_ft.data.labels import LabelMap
 from roberta_ft.errors import ConfigError
 from roberta_ft.problems import SingleLabel, sigmoid, softmax
 from tests.conftest import write_reviews
+from tests.test_fewshot import work  # noqa: F401  (a fixture: a small 'pretrained' start model and few-shot rows)
 from tests.test_multilabel import write_topics
 
 runner = CliRunner()
@@ -335,3 +336,40 @@ def test_eval_reports_calibration_and_writes_the_reliability_diagram(binary_runs
     assert measured["accuracy_at_coverage"]["100%"]["accuracy"] == pytest.approx(document["metrics"]["accuracy"])
     assert (tmp_path / "reliability.png").stat().st_size > 1000
     assert document["files"]["reliability"] == str(tmp_path / "reliability.png")
+
+
+def test_serve_abstains_below_its_min_confidence_and_a_request_may_pass_its_own(binary_runs, multi_label_dir):
+    from fastapi.testclient import TestClient
+
+    from roberta_ft.serve import Service, _load, build_app
+    from tests.test_serve import _wait_ready
+
+    texts = ["the movie was great", "the plot was awful"]
+    config = ServeConfig(model_dir=str(binary_runs["temperature"]), device="cpu", precision="fp32", min_confidence=1.0)
+    with TestClient(build_app(Service(lambda: _load(binary_runs["temperature"], config), config))) as client:
+        _wait_ready(client)
+        rows = client.post("/predict", json={"texts": texts}).json()["predictions"]
+        assert all(row["abstained"] and row["label"] is None and 0 < row["probability"] < 1 for row in rows)
+        kept = client.post("/predict", json={"texts": texts, "min_confidence": 0.01}).json()["predictions"]
+        assert all(not row["abstained"] and row["label"] in ("pos", "neg") for row in kept)
+        bad = client.post("/predict", json={"texts": texts, "min_confidence": 0})
+        assert bad.status_code == 422 and "(0, 1]" in bad.json()["error"]
+    config = ServeConfig(model_dir=str(multi_label_dir), device="cpu")
+    with TestClient(build_app(Service(lambda: _load(multi_label_dir, config), config))) as client:
+        _wait_ready(client)
+        refused = client.post("/predict", json={"texts": texts, "min_confidence": 0.5})
+        assert refused.status_code == 422 and "single-label" in refused.json()["error"]
+
+
+def test_a_few_shot_run_without_validation_rows_skips_calibration_with_one_log_line(work, tmp_path, caplog):  # noqa: F811
+    import logging
+
+    from roberta_ft.train import train
+
+    caplog.set_level(logging.INFO)
+    out = train(
+        TrainConfig(data=str(work / "train16.csv"), output=str(tmp_path / "few"), model=str(work / "start"), epochs=1)
+    )
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert skipped == ["No validation rows: calibration skipped (pass --validation to fit them)"]
+    assert "calibration" not in out.metrics
