@@ -129,6 +129,24 @@ class Method(str, Enum):
     fine_tune = "fine-tune"
 
 
+class Calibration(str, Enum):
+    temperature = "temperature"
+    none = "none"
+
+
+class ThresholdMetric(str, Enum):
+    f1 = "f1"
+    f0_5 = "f0.5"
+    f2 = "f2"
+
+
+class ThresholdMetricOrNone(str, Enum):
+    f1 = "f1"
+    f0_5 = "f0.5"
+    f2 = "f2"
+    none = "none"
+
+
 class LongText(str, Enum):
     truncate = "truncate"
     head_tail = "head-tail"
@@ -190,6 +208,13 @@ ThresholdOption = Annotated[
     float | None,
     typer.Option(
         help="Multi-label: probability from which a label is predicted \\[default: 0.5; eval/predict: as trained]."
+    ),
+]
+MinConfidenceOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Single-label: rows whose label's probability is under P get no label (they keep their probabilities "
+        "and are marked abstained); P in (0, 1]."
     ),
 ]
 
@@ -287,6 +312,28 @@ FINE_TUNING_OPTIONS: dict[str, Any] = {
         str | None, typer.Option(help="Separator of a multi-label cell's labels \\[default: |].")
     ],
     "threshold": ThresholdOption,
+    "calibration": Annotated[
+        Calibration | None,
+        typer.Option(
+            help="After the best epoch, fit calibration on the validation rows and fold it into the output layer: "
+            "a temperature (single-label), a scale and bias per label (multi-label); none: leave the weights "
+            "\\[default: temperature]."
+        ),
+    ],
+    "threshold_metric": Annotated[
+        ThresholdMetricOrNone | None,
+        typer.Option(
+            help="Multi-label: choose each label's threshold for this F-score on the validation rows; none: one "
+            "--threshold for all \\[default: f1]."
+        ),
+    ],
+    "optimize_threshold": Annotated[
+        ThresholdMetric | None,
+        typer.Option(
+            help="Binary tasks: choose the decision threshold on the second label's probability for this F-score "
+            "on the validation rows (off by default)."
+        ),
+    ],
     "long_text": LongTextOption,
     "stride": StrideOption,
     "report_to": Annotated[
@@ -738,6 +785,7 @@ def predict(
     ] = None,
     top_k: Annotated[int | None, typer.Option(help="Write the K best labels with their probabilities.")] = None,
     threshold: ThresholdOption = None,
+    min_confidence: MinConfidenceOption = None,
     long_text: LongTextOption = None,
     stride: StrideOption = None,
     json_output: JsonOption = False,
@@ -855,6 +903,7 @@ def serve(
     long_text: LongTextOption = None,
     stride: StrideOption = None,
     threshold: ThresholdOption = None,
+    min_confidence: MinConfidenceOption = None,
     trust_remote_code: TrustRemoteCode = None,
     access_log: Annotated[
         bool | None, typer.Option("--access-log", help="Log one line per request (off by default).")

@@ -215,6 +215,19 @@ class _Settings:
 
 # Any number 0 < t < 1: multi-label's decision threshold (train, eval, predict, serve).
 THRESHOLD = between(0, 1, 0.5, optional=True)
+# predict/serve --min-confidence P: rows whose label's probability is under P abstain (calibration.py).
+MIN_CONFIDENCE = between(
+    0,
+    1,
+    0.9,
+    closed="high",
+    optional=True,
+    description="a probability in (0, 1]",
+    hint="pass e.g. --min-confidence 0.9",
+)
+# What calibration fits after training, and the F-scores a decision threshold may be chosen for.
+CALIBRATIONS = ("temperature", "none")
+THRESHOLD_METRICS = ("f1", "f0.5", "f2")
 
 
 def _check_tiny_length(max_length: int) -> None:
@@ -328,6 +341,12 @@ class TrainConfig(_Settings):
     multi_label: bool | None = setting(False)
     label_separator: str | None = setting("|", NOT_EMPTY)
     threshold: float | None = setting(0.5, THRESHOLD)  # multi_label: a label is predicted from this probability
+    # After the best epoch, on the validation rows (docs/calibration.md): temperature scaling (a scale and bias per
+    # label for multi-label) folded into the output layer; per-label thresholds for multi-label (none: --threshold);
+    # a binary task's decision threshold, off unless asked for.
+    calibration: str | None = setting("temperature", OneOf(CALIBRATIONS))
+    threshold_metric: str | None = setting("f1", OneOf((*THRESHOLD_METRICS, "none")))
+    optimize_threshold: str | None = setting(None, OneOf(THRESHOLD_METRICS, optional=True))
     long_text: str | None = setting("truncate")  # truncate | head-tail | sliding
     stride: int | None = setting(None)  # sliding: tokens consecutive windows share; None: max_length // 2
     report_to: tuple[str, ...] | None = setting(())  # experiment trackers: tensorboard, wandb, mlflow
@@ -375,6 +394,12 @@ class TrainConfig(_Settings):
             raise ConfigError(
                 f"--batch-size {self.batch_size} is not a multiple of --gradient-accumulation {self.gradient_accumulation}",
                 "the batch size counts samples per optimizer step; make it a multiple",
+            )
+        if self.optimize_threshold is not None and self.multi_label:
+            raise ConfigError(
+                "--optimize-threshold chooses a binary task's threshold; a multi-label model's come from "
+                "--threshold-metric",
+                f"drop --optimize-threshold; --threshold-metric {self.optimize_threshold} chooses per-label thresholds",
             )
         _check_reading(self)
 
@@ -432,6 +457,7 @@ class PredictConfig(_Settings):
     submission: str | None = setting(None)  # a folder for the task's leaderboard file (GLUE: SST-2.tsv ...)
     top_k: int | None = setting(None, positive_int(3, optional=True))  # the K best labels with their probabilities
     threshold: float | None = setting(None, THRESHOLD)  # multi-label models; None: the training threshold
+    min_confidence: float | None = setting(None, MIN_CONFIDENCE)  # rows under it abstain (no label)
     long_text: str | None = setting(None)  # None: the training --long-text (and --stride)
     stride: int | None = setting(None)
     backend: str = setting("torch", OneOf(BACKENDS))  # what runs the network (inference.BACKENDS)
@@ -580,6 +606,7 @@ class ServeConfig(_Settings):
     stride: int | None = setting(None)
     # Multi-label models; None: the training threshold (a request may pass its own).
     threshold: float | None = setting(None, THRESHOLD)
+    min_confidence: float | None = setting(None, MIN_CONFIDENCE)  # rows under it abstain (a request may pass its own)
     max_batch_size: int = setting(64, positive_int(64))  # texts per forward pass from concurrent requests; 1: none
     # How long the oldest waiting text may wait for others to fill a batch.
     max_wait_ms: float = setting(5.0, Check(lambda v: _number(v) and v >= 0, "a number >= 0", 5))

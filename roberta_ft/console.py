@@ -154,6 +154,14 @@ def metrics_table(result: dict[str, Any]) -> Table:
             # Published values are fractions like the measured ones (roberta_ft.recipes.published_score).
             row.append(f"{published['value']:.4f}" if name == published.get("metric") else "")
         table.add_row(*row)
+    calibration = result.get("calibration")
+    if calibration:  # how far the probabilities can be trusted (docs/calibration.md)
+        table.add_section()
+        for name in ("ece", "brier", "nll"):
+            table.add_row(name, f"{calibration[name]:.4f}", *([""] if published else []))
+        for share, values in (calibration.get("accuracy_at_coverage") or {}).items():
+            row = [f"accuracy at {share} coverage (p >= {values['min_confidence']:.3f})", f"{values['accuracy']:.4f}"]
+            table.add_row(*row, *([""] if published else []))
     return table
 
 

@@ -86,6 +86,9 @@ def evaluate(config: EvalConfig) -> EvalResult:
     report = problem.report(logits, targets)
     if report is not None:
         extras["report"] = report
+    calibration = problem.calibration(logits, targets)  # ECE, Brier, NLL, accuracy at coverage (calibration.py)
+    if calibration is not None:
+        extras["calibration"] = calibration
     result = EvalResult(task.name, config.split, encoded.num_texts, metrics, extras)
     report_path, picture = reports.eval_report_paths(model_dir, config.report)
     written = reports.write_eval_report(result.to_dict(), report_path, picture, required=config.report is not None)

@@ -110,13 +110,9 @@ def check_family(model, model_name: str) -> None:
 
 def _final_linear(model):
     """The linear layer that turns the head's features into logits."""
-    import torch
+    from roberta_ft.modeling import output_layer
 
-    head = getattr(model, "classifier", None)
-    if isinstance(head, torch.nn.Linear):  # BERT: dropout(pooler output) -> classifier
-        return head
-    out_proj = getattr(head, "out_proj", None)  # RoBERTa: dense -> tanh -> dropout -> out_proj
-    return out_proj if isinstance(out_proj, torch.nn.Linear) else None
+    return output_layer(model)
 
 
 def _head_dense(model):

@@ -3,7 +3,9 @@
 `load(model_dir, ...)` reads a model directory once: its weights and tokenizer, the problem it solves
 (`problems.for_model`, from config.json), how it reads texts (`Reading`: the training's max length,
 long-text strategy, stride, multi-label threshold and separator from run_config.json, each overridden
-by a flag given now), and the device and precision it runs on. The `TrainedModel` it returns encodes
+by a flag given now), the decision thresholds chosen on validation rows (run_config.json's "thresholds":
+per label for multi-label, a binary model's with --optimize-threshold; an explicit --threshold wins), and the
+device and precision it runs on. The `TrainedModel` it returns encodes
 texts and turns them into logits, one row per text, through a `Backend`.
 
 A backend is what runs the network: `TorchBackend` (transformers on Accelerate's device) is the one
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 # The options of eval, predict and serve that decide how a model is loaded and reads texts (load_options()).
 LOAD_OPTIONS = ("backend", "device", "precision", "trust_remote_code", "max_length", "long_text", "stride", "threshold")
+# predict and serve only: rows under this probability abstain.
+ABSTAIN_OPTION = "min_confidence"
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 
@@ -173,6 +177,7 @@ def load(
     long_text: str | None = None,
     stride: int | None = None,
     threshold: float | None = None,
+    min_confidence: float | None = None,
 ) -> TrainedModel:
     """Load a model directory for inference (see the module docstring); the flags override the training's."""
     if backend not in BACKENDS:
@@ -192,6 +197,7 @@ def load(
         threshold=threshold,
     )
     problem = problems.for_model(model_config, threshold=how.threshold, separator=how.separator)
+    problem = chosen_thresholds(problem, run, explicit=threshold).abstaining(min_confidence)
     logger.info(runner.describe())
     return TrainedModel(model_dir, run, problem, tokenizer, how, runner)
 
@@ -223,7 +229,16 @@ def _onnx(model_dir: Path, device: str, precision: str):
 
 def load_options(settings) -> dict[str, Any]:
     """The `load` options of an EvalConfig, PredictConfig or ServeConfig."""
-    return {name: getattr(settings, name) for name in LOAD_OPTIONS}
+    options = {name: getattr(settings, name) for name in LOAD_OPTIONS}
+    if hasattr(settings, ABSTAIN_OPTION):
+        options[ABSTAIN_OPTION] = getattr(settings, ABSTAIN_OPTION)
+    return options
+
+
+def chosen_thresholds(problem: Problem, run: dict[str, Any], *, explicit: float | None = None) -> Problem:
+    """The problem with the thresholds its training chose on validation rows (run_config.json "thresholds"):
+    one per label (multi-label), or a binary model's decision threshold. An explicit --threshold wins."""
+    return problem.with_chosen_thresholds((run or {}).get("thresholds") or {}, explicit)
 
 
 def align(problem: Problem, task: Task) -> tuple[Problem, np.ndarray | None]:

@@ -89,6 +89,7 @@ def render_model_card(
             "",
         ]
     lines += _per_class_lines(validation_report)
+    lines += _calibration_lines(metrics)
     for name in pictures:
         lines += [f"![{_PICTURES.get(name, name)}]({name})", ""]
     settings = ["learning_rate", "epochs", "batch_size", "max_length", "warmup_ratio", "weight_decay", "seed"]
@@ -119,6 +120,44 @@ def render_model_card(
 
 
 _PICTURES = {"training_curves.png": "Training curves", "confusion_matrix.png": "Confusion matrix (validation)"}
+
+
+def _calibration_lines(metrics: dict[str, Any]) -> list[str]:
+    """What the calibration phase fitted (docs/calibration.md): the values and the validation ECE before/after."""
+    fitted, thresholds = metrics.get("calibration") or {}, metrics.get("thresholds") or {}
+    if not fitted and not thresholds:
+        return []
+    lines = ["## Calibration (validation rows)", ""]
+    method = fitted.get("method")
+    if method == "temperature":
+        lines.append(
+            f"Temperature scaling, T = {fitted['temperature']:.4f}, folded into the classifier's output layer: "
+            "every loader (`pipeline()`, ONNX, serve) gives the calibrated probabilities; the labels are unchanged."
+        )
+    elif method == "label_scaling":
+        lines.append(
+            "A scale and a bias per label (Platt scaling), folded into the classifier's output layer: every loader "
+            "gives the calibrated probabilities."
+        )
+        lines += ["", "| label | scale | bias |", "| --- | --- | --- |"]
+        lines += [f"| {_cell(n)} | {a:.4f} | {fitted['bias'][n]:.4f} |" for n, a in fitted["scale"].items()]
+    if "validation_ece_after" in fitted:
+        lines += [
+            "",
+            f"Expected calibration error ({fitted['bins']} bins, {fitted['validation_rows']} validation rows): "
+            f"{fitted['validation_ece_before']:.2%} before, {fitted['validation_ece_after']:.2%} after.",
+        ]
+    if "per_label" in thresholds:
+        lines += ["", f"Per-label thresholds (best {thresholds['metric']} on the validation rows):", ""]
+        lines += ["| label | threshold |", "| --- | --- |"]
+        lines += [f"| {_cell(n)} | {t:.4f} |" for n, t in thresholds["per_label"].items()]
+    elif "positive_label" in thresholds:
+        lines += [
+            "",
+            f"Decision threshold (best {thresholds['metric']} on the validation rows): "
+            f"`{thresholds['positive_label']}` when its probability is at least {thresholds['threshold']:.4f}.",
+        ]
+    return [*lines, ""]
 
 
 def _per_class_lines(report: dict[str, Any] | None) -> list[str]:

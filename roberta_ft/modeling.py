@@ -166,6 +166,19 @@ def load_trained(model_dir: str | Path, *, trust_remote_code: bool = False):
     return model, tokenizer
 
 
+def output_layer(model):
+    """The classifier's last linear layer (the one whose outputs are the logits); None for another head shape.
+
+    BERT: dropout(pooler output) -> classifier; RoBERTa: dense -> tanh -> dropout -> classifier.out_proj."""
+    import torch
+
+    head = getattr(model, "classifier", None)
+    if isinstance(head, torch.nn.Linear):
+        return head
+    out_proj = getattr(head, "out_proj", None)
+    return out_proj if isinstance(out_proj, torch.nn.Linear) else None
+
+
 def position_limit(model) -> int | None:
     """The most tokens per input the model's position embeddings allow."""
     limit = getattr(model.config, "max_position_embeddings", None)

@@ -123,6 +123,35 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], pat
     return Path(path)
 
 
+def reliability_diagram(panels: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path, title: str = "") -> Path:
+    """Reliability diagram: accuracy against mean confidence per bin (the diagonal is perfect calibration),
+    one line per (name, bins) panel, and the rows in each bin below. `bins` as calibration.reliability_bins."""
+    plt = _pyplot()
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(5.2, 6.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    width = None
+    for index, (name, bins) in enumerate(panels):
+        filled = [b for b in bins if b["count"]]
+        top.plot(
+            [b["confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o", markersize=4, label=name
+        )
+        width = (bins[0]["upper"] - bins[0]["lower"]) / max(len(panels), 1)
+        centres = [b["lower"] + width * (index + 0.5) for b in bins]
+        bottom.bar(centres, [b["count"] for b in bins], width=width * 0.9, label=name)
+    top.set_ylabel("accuracy in the bin")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left", fontsize=8)
+    top.set_title(title or "Reliability diagram")
+    bottom.set_xlabel("confidence (mean probability in the bin)")
+    bottom.set_ylabel("rows")
+    bottom.set_yscale("log")
+    figure.tight_layout()
+    _save(figure, path)
+    plt.close(figure)
+    return Path(path)
+
+
 def _study_figure(draw, study, path: Path) -> Path:
     """An optuna.visualization.matplotlib drawing of `study`, saved as a PNG."""
     import warnings

@@ -11,14 +11,19 @@ The kind is decided in exactly two places: `for_training` (from the task and the
 Output rows (``rows``):
 
 - single-label: ``label`` and ``probability`` (softmax); with ``--top-k K`` (K > 1) ``labels`` and
-  ``probabilities``, the K best, best first;
-- multi-label: ``labels`` and ``probabilities`` of every label whose sigmoid reaches the threshold,
-  best first (at most K with ``--top-k``);
+  ``probabilities``, the K best, best first; with ``--min-confidence P`` also ``abstained``: a row whose
+  label's probability is under P has no ``label`` (its probabilities stay);
+- multi-label: ``labels`` and ``probabilities`` of every label whose sigmoid reaches its threshold (one for
+  all labels, or one per label as chosen on validation rows), best first (at most K with ``--top-k``);
 - regression: ``score``.
+
+A binary single-label model may carry a decision threshold (``--optimize-threshold``): its second label is
+predicted when that label's probability reaches the threshold, instead of the larger probability winning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -150,6 +155,32 @@ class Problem:
         self.check_positive_label(name)
         return self
 
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """The probabilities of the labels (softmax, or a sigmoid per label)."""
+        raise NotImplementedError
+
+    def calibration(self, logits: np.ndarray, targets: np.ndarray) -> dict[str, Any] | None:
+        """How calibrated the probabilities are (calibration.calibration_report); None for a score."""
+        return None
+
+    def with_chosen_thresholds(self, chosen: dict[str, Any], explicit: float | None = None) -> Problem:
+        """The problem with the thresholds training chose (run_config.json "thresholds"); `explicit`
+        (--threshold) wins over them."""
+        return self
+
+    def with_threshold(self, threshold: float) -> Problem | None:
+        """The problem deciding by `threshold` (a request's own); None when a threshold does not apply."""
+        return None
+
+    def abstaining(self, min_confidence: float | None) -> Problem:
+        """The problem whose rows abstain below `min_confidence` (--min-confidence); single-label only."""
+        if min_confidence is None:
+            return self
+        raise ConfigError(
+            f"--min-confidence needs a single-label classifier, but this model is {self.kind.replace('_', '-')}",
+            "drop --min-confidence",
+        )
+
     # --- prediction rows ----------------------------------------------------------------------------
 
     def check_top_k(self, top_k: int | None) -> None:
@@ -187,7 +218,17 @@ class SingleLabel(Problem):
     stratify: ClassVar[bool] = True
     labels: LabelMap | None = None
     class_weights: tuple[float, ...] | None = None  # per label id, in the loss
-    positive: int | None = None  # binary: the label id whose F1 is `f1`; None: id 1 (the second label)
+    # Binary: the positive label's id: `f1` is its F1, and a decision threshold (--optimize-threshold) decides on
+    # its probability; None: id 1 (the second label).
+    positive: int | None = None
+    # A binary model's decision threshold: label `positive` when its probability reaches it; None: the largest
+    # probability wins.
+    decision_threshold: float | None = None
+    min_confidence: float | None = None  # rows whose label's probability is under it abstain (no label)
+
+    @property
+    def positive_id(self) -> int:
+        return 1 if self.positive is None else self.positive
 
     @classmethod
     def check_positive_label(cls, name):
@@ -201,7 +242,6 @@ class SingleLabel(Problem):
 
     def with_positive_label(self, name: str | None) -> SingleLabel:
         """This problem with `name` as its positive label (checked: a binary classifier, one of its labels)."""
-        import dataclasses
 
         if name is None:
             return self
@@ -270,35 +310,84 @@ class SingleLabel(Problem):
         return dict(zip(self.labels.names, self.class_weights, strict=True))
 
     def decide(self, logits):
-        return logits.argmax(-1)
+        if self.decision_threshold is None:
+            return logits.argmax(-1)
+        chosen = softmax(logits)[:, self.positive_id] >= self.decision_threshold
+        return np.where(chosen, self.positive_id, 1 - self.positive_id)
 
     def perfect_logits(self, targets):
         assert self.labels is not None
         return np.eye(len(self.labels), dtype=np.float32)[targets] * 8
+
+    def probabilities(self, logits):
+        return softmax(logits)
+
+    def calibration(self, logits, targets):
+        from roberta_ft.calibration import calibration_report
+
+        return calibration_report(softmax(logits), targets, multi_label=False)
+
+    def abstaining(self, min_confidence):
+        return dataclasses.replace(self, min_confidence=min_confidence)
+
+    def with_threshold(self, threshold):
+        return None if self.decision_threshold is None else dataclasses.replace(self, decision_threshold=threshold)
+
+    def with_chosen_thresholds(self, chosen, explicit=None):
+        assert self.labels is not None
+        positive = chosen.get("positive_label")
+        if positive is None or positive not in self.labels.names:
+            return self
+        value = explicit if explicit is not None else float(chosen["threshold"])
+        return self.with_decision_threshold(value, self.labels.names.index(positive))
+
+    def with_decision_threshold(self, threshold: float | None, positive: int | None = None) -> SingleLabel:
+        """A binary model deciding by a threshold on label `positive`'s probability."""
+        assert self.labels is not None
+        if threshold is not None and len(self.labels) != 2:
+            raise ConfigError(
+                f"a decision threshold needs a binary classifier, but this one has {len(self.labels)} labels",
+                "drop --threshold: a multi-class model predicts its most probable label",
+            )
+        return dataclasses.replace(
+            self, decision_threshold=threshold, positive=self.positive if positive is None else positive
+        )
 
     def report(self, logits, targets):
         assert self.labels is not None
         return reports.classification_report(self.decide(logits), targets, self.labels.names)
 
     def output_fields(self, top_k):
-        return ["labels", "probabilities"] if (top_k or 1) > 1 else ["label", "probability"]
+        fields = ["labels", "probabilities"] if (top_k or 1) > 1 else ["label", "probability"]
+        return fields + (["abstained"] if self.min_confidence is not None else [])
 
     def rows(self, logits, top_k=None):
         assert self.labels is not None
         names = self.labels.names
         probabilities = softmax(logits)
+        best = self.decide(logits)
+        confidence = probabilities[np.arange(len(best)), best]
         if (top_k or 1) == 1:
-            best = probabilities.argmax(-1)
-            return [
-                {"label": names[k], "probability": round(float(p[k]), 6)}
-                for k, p in zip(best.tolist(), probabilities, strict=True)
+            rows = [
+                {"label": names[k], "probability": round(float(c), 6)}
+                for k, c in zip(best.tolist(), confidence, strict=True)
             ]
-        order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :top_k]
-        return [_ranked(names, p, ranked) for p, ranked in zip(probabilities, order, strict=True)]
+        else:
+            order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :top_k]
+            rows = [_ranked(names, p, ranked) for p, ranked in zip(probabilities, order, strict=True)]
+        if self.min_confidence is not None:
+            for row, c in zip(rows, confidence, strict=True):
+                row["abstained"] = bool(c < self.min_confidence)
+                if row["abstained"] and "label" in row:
+                    row["label"] = None  # no label; the probability stays (top-k rows keep their ranking)
+        return rows
 
     def reordered(self, names):
-        reordered = SingleLabel(LabelMap(tuple(names)), self.class_weights)
-        return reordered.with_positive_label(self.positive_label if self.positive is not None else None)
+        assert self.labels is not None
+        positive = self.positive
+        if positive is not None and len(names) == 2:
+            positive = list(names).index(self.labels.names[positive])
+        return dataclasses.replace(self, labels=LabelMap(tuple(names)), positive=positive)
 
 
 @dataclass(frozen=True)
@@ -310,6 +399,14 @@ class MultiLabel(Problem):
     one_decision_per_text: ClassVar[bool] = False
     labels: MultiLabelMap | None = None
     threshold: float = 0.5  # a label is predicted when its probability reaches it
+    thresholds: tuple[float, ...] | None = None  # one per label id (chosen on validation rows): instead of threshold
+
+    def cutoffs(self) -> np.ndarray:
+        """Each label's threshold, in label id order."""
+        assert self.labels is not None
+        if self.thresholds is not None:
+            return np.asarray(self.thresholds, dtype=np.float64)
+        return np.full(len(self.labels), self.threshold, dtype=np.float64)
 
     @classmethod
     def check_settings(cls, task, config) -> None:
@@ -343,7 +440,26 @@ class MultiLabel(Problem):
         return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.float())
 
     def decide(self, logits):
-        return (sigmoid(logits) >= self.threshold).astype(np.int64)
+        return (sigmoid(logits) >= self.cutoffs()).astype(np.int64)
+
+    def with_threshold(self, threshold):
+        return dataclasses.replace(self, threshold=threshold, thresholds=None)
+
+    def with_chosen_thresholds(self, chosen, explicit=None):
+        assert self.labels is not None
+        per_label = chosen.get("per_label")
+        if explicit is not None or not per_label:
+            return self
+        cutoffs = tuple(float(per_label.get(name, self.threshold)) for name in self.labels.names)
+        return dataclasses.replace(self, thresholds=cutoffs)
+
+    def probabilities(self, logits):
+        return sigmoid(logits)
+
+    def calibration(self, logits, targets):
+        from roberta_ft.calibration import calibration_report
+
+        return calibration_report(sigmoid(logits), targets, multi_label=True)
 
     def scorer(self, task, extra_metric=None):
         return metrics.scorer(metrics.multilabel_metrics, self.decide)  # --metric is refused by check_settings
@@ -362,19 +478,37 @@ class MultiLabel(Problem):
         assert self.labels is not None
         probabilities = sigmoid(logits)
         order = np.argsort(-probabilities, axis=-1, kind="stable")
+        cutoffs = self.cutoffs()
         rows = []
         for p, ranked in zip(probabilities, order, strict=True):
-            chosen = [k for k in ranked if p[k] >= self.threshold][: top_k or None]
+            chosen = [k for k in ranked if p[k] >= cutoffs[k]][: top_k or None]
             rows.append(_ranked(self.labels.names, p, chosen))
         return rows
 
     def reordered(self, names):
         assert self.labels is not None
-        return MultiLabel(MultiLabelMap(tuple(names), self.labels.separator), self.threshold)
+        thresholds = None
+        if self.thresholds is not None:
+            by_name = dict(zip(self.labels.names, self.thresholds, strict=True))
+            thresholds = tuple(by_name[name] for name in names)
+        return MultiLabel(MultiLabelMap(tuple(names), self.labels.separator), self.threshold, thresholds)
 
     def card_notes(self):
         assert self.labels is not None
         separator = self.labels.separator.replace("|", "\\|")
+        if self.thresholds is not None:
+            table = ", ".join(f'"{n}": {t:.4g}' for n, t in zip(self.labels.names, self.thresholds, strict=True))
+            return CardNotes(
+                tags=("multi-label-classification",),
+                usage=(
+                    "# One sigmoid per label, each with its own threshold (chosen on the validation rows)",
+                    f"thresholds = {{{table}}}",
+                    'scores = classifier("An example text", top_k=None)',
+                    'labels = [s["label"] for s in scores if s["score"] >= thresholds[s["label"]]]',
+                ),
+                predict_hint="",
+                settings=(("multi-label", f"per-label thresholds, separator `{separator}`"),),
+            )
         return CardNotes(
             tags=("multi-label-classification",),
             usage=(

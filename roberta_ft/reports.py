@@ -1,8 +1,8 @@
 """What a run leaves beside the model for people to read: reports, pictures, data fingerprints.
 
 Training writes ``validation_report.json`` and ``confusion_matrix.png`` (the best epoch on the
-validation set) and ``training_curves.png``; ``eval`` writes ``eval_report.json`` and
-``eval_confusion_matrix.png``. Pictures are best effort: a failure to draw one is logged, never fatal.
+validation set) and ``training_curves.png``; ``eval`` writes ``eval_report.json``,
+``eval_confusion_matrix.png`` and ``reliability.png`` (calibration). Pictures are best effort: a failure to draw one is logged, never fatal.
 """
 
 from __future__ import annotations
@@ -157,6 +157,12 @@ def eval_report_paths(model_dir: Path, report: str | None) -> tuple[Path, Path]:
     return path, path.with_name(f"{path.stem.removesuffix('_report')}_confusion_matrix.png")
 
 
+def reliability_path(report_path: Path) -> Path:
+    """eval's reliability diagram beside its report: reliability.png (X_reliability.png for --report X_report.json)."""
+    stem = report_path.stem.removesuffix("_report")
+    return report_path.with_name("reliability.png" if stem == "eval" else f"{stem}_reliability.png")
+
+
 def write_eval_report(result: dict[str, Any], path: Path, picture: Path, *, required: bool) -> dict[str, str]:
     """eval_report.json (atomically) and the confusion matrix picture; {"report": ..., "confusion_matrix": ...}.
 
@@ -181,6 +187,15 @@ def write_eval_report(result: dict[str, Any], path: Path, picture: Path, *, requ
             picture,
         ):
             written["confusion_matrix"] = str(picture)
+    calibration = result.get("calibration") or {}
+    if calibration.get("bins"):
+        reliability = reliability_path(path)
+        title = f"{result.get('task')} · {Path(str(result.get('data'))).name} · ECE {calibration['ece']:.2%}"
+        if _draw(
+            lambda plots: plots.reliability_diagram([("model", calibration["bins"])], reliability, title=title),
+            reliability,
+        ):
+            written["reliability"] = str(reliability)
     return written
 
 

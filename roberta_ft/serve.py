@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 EXTRA = 'pip install "roberta-ft[serve]"'
 # How long a shutdown waits for the requests in flight before it cancels them.
 SHUTDOWN_TIMEOUT_SECONDS = 30
-_REQUEST_FIELDS = ("texts", "pairs", "top_k", "threshold")
+_REQUEST_FIELDS = ("texts", "pairs", "top_k", "threshold", "min_confidence")
 
 
 # ------------------------------------------------------------------------------------------ requests
@@ -86,6 +86,7 @@ class PredictRequest:
     pairs: list[str] | None  # the second texts, for a pair model
     top_k: int | None = None
     threshold: float | None = None
+    min_confidence: float | None = None  # rows under it abstain (single-label models)
 
 
 def _json_kind(value: Any) -> str:
@@ -160,7 +161,21 @@ def parse_request(body: bytes, *, pair_model: bool, max_texts: int) -> PredictRe
         or not 0 < threshold < 1
     ):
         raise RequestError(422, f'"threshold" must be a number between 0 and 1, got {_json_kind(threshold)}')
-    return PredictRequest(firsts, seconds, top_k, None if threshold is None else float(threshold))
+    min_confidence = document.get("min_confidence")
+    if min_confidence is not None and (
+        isinstance(min_confidence, bool)
+        or not isinstance(min_confidence, (int, float))
+        or not math.isfinite(min_confidence)
+        or not 0 < min_confidence <= 1
+    ):
+        raise RequestError(422, f'"min_confidence" must be a probability in (0, 1], got {_json_kind(min_confidence)}')
+    return PredictRequest(
+        firsts,
+        seconds,
+        top_k,
+        None if threshold is None else float(threshold),
+        None if min_confidence is None else float(min_confidence),
+    )
 
 
 def _text(value: Any, where: str) -> str:
@@ -172,16 +187,29 @@ def _text(value: Any, where: str) -> str:
 
 
 def request_problem(problem: "Problem", request: PredictRequest) -> "Problem":
-    """The problem that builds this request's rows: `top_k` checked, its own `threshold` if it has one."""
+    """The problem that builds this request's rows: `top_k` checked, its own `threshold` and `min_confidence`
+    if it has them."""
     try:
         problem.check_top_k(request.top_k)
     except ConfigError as exc:  # the check speaks of the CLI flag; here it is a field
         raise RequestError(422, exc.one_line().replace("--top-k ", "top_k=")) from None
-    if request.threshold is None:
-        return problem
-    if "threshold" not in {f.name for f in dataclasses.fields(problem)}:  # type: ignore[arg-type]
-        raise RequestError(422, '"threshold" applies to multi-label models only, and this one is not: drop it')
-    return dataclasses.replace(problem, threshold=request.threshold)  # type: ignore[type-var]
+    if request.threshold is not None:
+        changed = problem.with_threshold(request.threshold)
+        if changed is None:
+            raise RequestError(
+                422,
+                '"threshold" applies to multi-label models only (and binary ones trained with --optimize-threshold), '
+                "and this one is not: drop it",
+            )
+        problem = changed
+    if request.min_confidence is not None:
+        try:
+            problem = problem.abstaining(request.min_confidence)
+        except ConfigError:
+            raise RequestError(
+                422, f'"min_confidence" needs a single-label model, and this one is {problem.kind}: drop it'
+            ) from None
+    return problem
 
 
 # ------------------------------------------------------------------------------------------ batching
@@ -516,7 +544,9 @@ class Service:
             "max_length": reading.max_length,
             "long_text": reading.long_text,
             "stride": reading.stride,
-            "threshold": getattr(problem, "threshold", None),
+            "threshold": getattr(problem, "threshold", getattr(problem, "decision_threshold", None)),
+            "thresholds": _thresholds(problem),
+            "min_confidence": getattr(problem, "min_confidence", None),
             "backend": model.backend.name,
             "runtime": model.backend.describe(),
             "version": __version__,
@@ -530,6 +560,14 @@ class Service:
         }
 
 
+def _thresholds(problem: "Problem") -> dict[str, float] | None:
+    """A multi-label model's per-label thresholds (chosen on validation rows), by label name."""
+    cutoffs = getattr(problem, "thresholds", None)
+    if cutoffs is None or problem.labels is None:
+        return None
+    return dict(zip(problem.labels.names, cutoffs, strict=True))
+
+
 # ------------------------------------------------------------------------------------------ the app
 
 
@@ -539,7 +577,7 @@ def _text_schema(description: str) -> dict[str, Any]:
 
 
 def predict_body(
-    *, pair: bool, labels: bool, threshold: bool, num_labels: int | None, max_texts: int
+    *, pair: bool, labels: bool, threshold: bool, num_labels: int | None, max_texts: int, min_confidence: bool = False
 ) -> dict[str, Any]:
     """The OpenAPI request body of ``POST /predict`` for the model served: "texts" for a single-text model or
     "pairs" for a pair model (exactly one, required), "top_k" where the model has `labels`, "threshold" where
@@ -579,7 +617,14 @@ def predict_body(
             "type": "number",
             "exclusiveMinimum": 0,
             "exclusiveMaximum": 1,
-            "description": "this request's threshold (multi-label models)",
+            "description": "this request's threshold (multi-label models, and binary ones with a decision threshold)",
+        }
+    if min_confidence:
+        properties["min_confidence"] = {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "description": "rows whose label's probability is under it abstain (no label; probabilities stay)",
         }
     return {
         "required": True,
@@ -623,6 +668,7 @@ def predict_operation(service: "Service") -> dict[str, Any]:
     if model is not None:
         pair, problem, names = model.pair, type(model.problem), model.problem.labels
         num_labels = len(names) if names is not None else None
+        decision = getattr(model.problem, "decision_threshold", None) is not None
     else:
         try:
             run = artifacts.read_run_config(service.config.model_dir)
@@ -630,12 +676,15 @@ def predict_operation(service: "Service") -> dict[str, Any]:
             run = {}
         pair, num_labels = bool(run.get("text_pair")), len(run.get("label_names") or []) or None
         problem = problems.KINDS.get(run.get("problem_type"), problems.SingleLabel)
+        decision = "positive_label" in (run.get("thresholds") or {})
+    fields = {field.name for field in dataclasses.fields(problem)}
     body = predict_body(
         pair=pair,
         labels=problem.has_labels,
-        threshold="threshold" in {field.name for field in dataclasses.fields(problem)},
+        threshold="threshold" in fields or decision,
         num_labels=num_labels,
         max_texts=service.config.max_texts,
+        min_confidence="min_confidence" in fields,
     )
     return {
         "summary": "Predict",

@@ -1,7 +1,7 @@
 """`roberta_ft.train(config)`: fine-tune a classifier and write a model directory.
 
 One call reads top to bottom in named phases: settings and checks, data, labels (the problem), model,
-tokens, the output directory and run record, the loop, the results; the output directory, the run record
+tokens, the output directory and run record, the loop, calibration (on the best model), the results; the output directory, the run record
 and the best-model saver are the run lifecycle (lifecycle.py). docs/architecture.md follows it step by step.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from roberta_ft import __version__, artifacts, checkpoint, lifecycle, problems, reports, tracking
+from roberta_ft import __version__, artifacts, calibration, checkpoint, lifecycle, problems, reports, tracking
 from roberta_ft.best_epoch import BestEpochRule
 from roberta_ft.config import TrainConfig
 from roberta_ft.data.files import is_file_source
@@ -84,6 +84,7 @@ class _Fit:
     watcher: reports.ValidationWatcher
     train_lines: Any
     progress: Any
+    best_logits: Any = None  # the best epoch's validation logits (per text), kept by the best-model saver
 
 
 def train(config: TrainConfig, progress=None) -> TrainResult:
@@ -112,6 +113,7 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
         source=str(config.data),
         validation_source=data.validation_source,
     )
+    calibration.check_decision_threshold(problem, config.optimize_threshold)
     identity = checkpoint.run_identity(config.to_dict(), checkpoint.data_fingerprint(data.train, data.validation))
     run.check_identity(identity)
 
@@ -149,8 +151,11 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
     with run.recording():
         history, extra = (_fine_tune if method.method == "fine-tune" else _few_shot)(fit, problem)
 
+    # --- calibration and thresholds: fitted on the best model's validation logits, folded into its weights --
+    problem, calibrated = _calibrate(fit, problem)
+
     # --- results: metrics.json, run_config.json complete, pictures, the model card --------------------
-    metrics = {**_metrics(task, plan.rule, history), **extra}
+    metrics = {**_metrics(task, plan.rule, history), **extra, **calibrated}
     if "f1" in produced and problem.positive_label is not None:
         metrics["positive_label"] = problem.positive_label  # the label whose F1 `f1` is
     run.complete(metrics, card=lambda: _model_card(run, metrics, problem))
@@ -176,6 +181,7 @@ def _best_saver(fit: _Fit):
     def save_best(output: Path, model_to_save, record: dict[str, Any]) -> None:
         artifacts.save_pretrained_files(output, model=model_to_save)
         reports.write_best_epoch(output, fit.watcher.best_report(), record)
+        fit.best_logits = fit.watcher.logits
 
     metric = fit.plan.rule.metric
     return fit.plan.run.best_model_saver(
@@ -249,6 +255,55 @@ def _few_shot(fit: _Fit, problem: problems.Problem):
     history.best = record
     _best_saver(fit)(fit.accelerator.unwrap_model(fit.model), record)
     return history, {"few_shot": {"head": head, "contrastive_epochs": len(history.epochs)}}
+
+
+def _calibrate(fit: _Fit, problem: problems.Problem) -> tuple[problems.Problem, dict[str, Any]]:
+    """Calibration (--calibration) and decision thresholds (--threshold-metric, --optimize-threshold) on the
+    best model's validation logits (calibration.py): the calibration folded into the saved model's output layer,
+    the thresholds into the run record. Returns the problem with its thresholds and what metrics.json adds."""
+    from roberta_ft.modeling import output_layer
+
+    config, run = fit.config, fit.plan.run
+    options = dict(
+        calibration=config.calibration,
+        threshold_metric=config.threshold_metric,
+        optimize_threshold=config.optimize_threshold,
+    )
+    steps = calibration.what_applies(problem, **options)
+    if not steps:
+        return problem, {}
+    if not len(fit.validation):
+        logger.info("No validation rows: %s skipped (pass --validation to fit them)", " and ".join(steps))
+        return problem, {}
+    if options["calibration"] != "none" and output_layer(fit.accelerator.unwrap_model(fit.model)) is None:
+        logger.warning("Calibration skipped: the model's head has no linear output layer to fold it into")
+        options["calibration"] = "none"
+    started = time.perf_counter()
+    logits = fit.best_logits if fit.best_logits is not None else _saved_model_logits(fit)
+    fitted = calibration.fit(problem, logits, fit.validation.text_targets, **options)
+    if fitted.scale is not None and run.is_main_process:
+        calibration.fold_into_saved_model(run.output, fitted, trust_remote_code=config.trust_remote_code)
+    fitted.record["seconds"] = round(time.perf_counter() - started, 3)
+    logger.info("%s", calibration.describe(fitted))
+    extra = {"calibration": fitted.record}
+    if fitted.thresholds is not None:
+        run.record["thresholds"] = fitted.thresholds
+        extra["thresholds"] = fitted.thresholds
+        problem = problem.with_chosen_thresholds(fitted.thresholds)
+    return problem, extra
+
+
+def _saved_model_logits(fit: _Fit):
+    """The validation logits of the best model as saved (a resumed run whose best epoch came before it)."""
+    from roberta_ft.forward import predict_logits
+    from roberta_ft.modeling import load_trained
+
+    model, _ = load_trained(fit.plan.run.output, trust_remote_code=fit.config.trust_remote_code)
+    model = model.to(fit.accelerator.device)
+    logits = predict_logits(
+        model, fit.validation, fit.config.eval_batch_size, accelerator=fit.accelerator, pad_id=fit.pad_id
+    )
+    return fit.validation.per_text(logits)
 
 
 def _metrics(task: Task, rule: BestEpochRule, history) -> dict[str, Any]:

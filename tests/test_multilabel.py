@@ -27,6 +27,9 @@ def model_dir(tmp_path_factory):
             data=str(write_topics(root / "train.csv", 300, seed=0, separator=";")),
             validation=str(write_topics(root / "dev.csv", 60, seed=1, separator=";")),
             output=str(root / "model"), model="tiny", epochs=6, batch_size=16, multi_label=True, label_separator=";",
+            # one threshold for every label, probabilities as trained: what these tests check (per-label thresholds
+            # and calibration: tests/test_calibration.py)
+            threshold_metric="none", calibration="none",
         )
     )  # fmt: skip
     return root / "model"
