@@ -65,3 +65,11 @@ def counted_tokenize(monkeypatch, tmp_path):
 
     monkeypatch.setattr(tokens, "tokenize", counting)
     return calls
+
+
+@pytest.fixture(scope="session")
+def few_shot_work(tmp_path_factory) -> Path:
+    """A small 'pretrained' start model (random tiny weights and its tokenizer) and few-shot rows."""
+    from tests.helpers import write_few_shot_work
+
+    return write_few_shot_work(tmp_path_factory.mktemp("fewshot"))

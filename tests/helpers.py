@@ -330,3 +330,46 @@ def peak_growth(function, read) -> float:
         done.set()
         sampler.join()
     return max(peak, read()) - start
+
+
+# ------------------------------------------------------------------------------------------ few-shot rows
+
+FEW_POSITIVE = "great wonderful superb lovely excellent brilliant charming delightful".split()
+FEW_NEGATIVE = "awful terrible dreadful boring horrible poor dull bad".split()
+FEW_FILLER = "the movie was and it plot acting story film with a of really quite".split()
+
+
+def write_rows(path: Path, rows: int, seed: int, *, classes=(("pos", FEW_POSITIVE), ("neg", FEW_NEGATIVE))) -> Path:
+    """Texts of filler words with two words of their class's vocabulary: a class is told by those words."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["text", "label"])
+        for index in range(rows):
+            name, words = classes[index % len(classes)]
+            text = rng.sample(FEW_FILLER, 5) + [rng.choice(words), rng.choice(words)] + rng.sample(FEW_FILLER, 3)
+            writer.writerow([" ".join(text), name])
+    return path
+
+
+def wait_ready(client) -> None:
+    """Until an in-process serve app's /health answers 200 (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while client.get("/health").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def write_few_shot_work(work: Path) -> Path:
+    """A 'pretrained' model directory (random tiny RoBERTa weights, its tokenizer) and few-shot rows."""
+    from roberta_ft.modeling import build_tiny
+
+    write_rows(work / "train16.csv", 16, seed=1)
+    write_rows(work / "dev.csv", 200, seed=2)
+    write_rows(work / "big.csv", 300, seed=3)
+    texts = [row["text"] for row in csv.DictReader(open(work / "big.csv", encoding="utf-8"))]
+    head = {"num_labels": 2, "id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
+    model, tokenizer = build_tiny(texts, head=head, seed=0)
+    model.save_pretrained(work / "start")
+    tokenizer.save_pretrained(work / "start")
+    return work

@@ -17,9 +17,7 @@ from roberta_ft.config import PredictConfig, ServeConfig, TrainConfig
 from roberta_ft.data.labels import LabelMap
 from roberta_ft.errors import ConfigError
 from roberta_ft.problems import SingleLabel, sigmoid, softmax
-from tests.conftest import write_reviews
-from tests.test_fewshot import work  # noqa: F401  (a fixture: a small 'pretrained' start model and few-shot rows)
-from tests.test_multilabel import write_topics
+from tests.helpers import wait_ready, write_reviews, write_topics
 
 runner = CliRunner()
 
@@ -266,7 +264,6 @@ def test_per_label_thresholds_round_trip_through_predict_serve_and_onnx(multi_la
     from roberta_ft.export import export
     from roberta_ft.predict import predict
     from roberta_ft.serve import Service, _load, build_app
-    from tests.test_serve import _wait_ready
 
     chosen = json.loads((multi_label_dir / "run_config.json").read_text())["thresholds"]
     assert chosen["metric"] == "f1" and set(chosen["per_label"]) == {"music", "politics", "sports", "tech"}
@@ -299,7 +296,7 @@ def test_per_label_thresholds_round_trip_through_predict_serve_and_onnx(multi_la
 
     config = ServeConfig(model_dir=str(multi_label_dir), device="cpu", precision="fp32")
     with TestClient(build_app(Service(lambda: _load(multi_label_dir, config), config))) as client:
-        _wait_ready(client)
+        wait_ready(client)
         served = client.post("/predict", json={"texts": texts}).json()["predictions"]
         assert [row["labels"] for row in served] == wanted
         assert client.get("/info").json()["thresholds"] == dict(zip(model.problem.labels.names, expected, strict=True))
@@ -342,12 +339,11 @@ def test_serve_abstains_below_its_min_confidence_and_a_request_may_pass_its_own(
     from fastapi.testclient import TestClient
 
     from roberta_ft.serve import Service, _load, build_app
-    from tests.test_serve import _wait_ready
 
     texts = ["the movie was great", "the plot was awful"]
     config = ServeConfig(model_dir=str(binary_runs["temperature"]), device="cpu", precision="fp32", min_confidence=1.0)
     with TestClient(build_app(Service(lambda: _load(binary_runs["temperature"], config), config))) as client:
-        _wait_ready(client)
+        wait_ready(client)
         rows = client.post("/predict", json={"texts": texts}).json()["predictions"]
         assert all(row["abstained"] and row["label"] is None and 0 < row["probability"] < 1 for row in rows)
         kept = client.post("/predict", json={"texts": texts, "min_confidence": 0.01}).json()["predictions"]
@@ -356,19 +352,24 @@ def test_serve_abstains_below_its_min_confidence_and_a_request_may_pass_its_own(
         assert bad.status_code == 422 and "(0, 1]" in bad.json()["error"]
     config = ServeConfig(model_dir=str(multi_label_dir), device="cpu")
     with TestClient(build_app(Service(lambda: _load(multi_label_dir, config), config))) as client:
-        _wait_ready(client)
+        wait_ready(client)
         refused = client.post("/predict", json={"texts": texts, "min_confidence": 0.5})
         assert refused.status_code == 422 and "single-label" in refused.json()["error"]
 
 
-def test_a_few_shot_run_without_validation_rows_skips_calibration_with_one_log_line(work, tmp_path, caplog):  # noqa: F811
+def test_a_few_shot_run_without_validation_rows_skips_calibration_with_one_log_line(few_shot_work, tmp_path, caplog):
     import logging
 
     from roberta_ft.train import train
 
     caplog.set_level(logging.INFO)
     out = train(
-        TrainConfig(data=str(work / "train16.csv"), output=str(tmp_path / "few"), model=str(work / "start"), epochs=1)
+        TrainConfig(
+            data=str(few_shot_work / "train16.csv"),
+            output=str(tmp_path / "few"),
+            model=str(few_shot_work / "start"),
+            epochs=1,
+        )
     )
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert skipped == ["No validation rows: calibration skipped (pass --validation to fit them)"]

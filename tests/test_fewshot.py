@@ -3,9 +3,7 @@ balanced pairs of distinct rows, better than plain fine-tuning from the same sta
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -19,39 +17,10 @@ from roberta_ft.errors import ConfigError
 
 runner = CliRunner()
 
-POSITIVE = "great wonderful superb lovely excellent brilliant charming delightful".split()
-NEGATIVE = "awful terrible dreadful boring horrible poor dull bad".split()
-FILLER = "the movie was and it plot acting story film with a of really quite".split()
-
-
-def write_rows(path: Path, rows: int, seed: int, *, classes=(("pos", POSITIVE), ("neg", NEGATIVE))) -> Path:
-    """Texts of filler words with two words of their class's vocabulary: a class is told by those words."""
-    rng = random.Random(seed)
-    with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["text", "label"])
-        for index in range(rows):
-            name, words = classes[index % len(classes)]
-            text = rng.sample(FILLER, 5) + [rng.choice(words), rng.choice(words)] + rng.sample(FILLER, 3)
-            writer.writerow([" ".join(text), name])
-    return path
-
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    """A 'pretrained' model directory (random tiny RoBERTa weights, its tokenizer) and the data."""
-    from roberta_ft.modeling import build_tiny
-
-    work = tmp_path_factory.mktemp("fewshot")
-    write_rows(work / "train16.csv", 16, seed=1)
-    write_rows(work / "dev.csv", 200, seed=2)
-    write_rows(work / "big.csv", 300, seed=3)
-    texts = [row["text"] for row in csv.DictReader(open(work / "big.csv", encoding="utf-8"))]
-    head = {"num_labels": 2, "id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}}
-    model, tokenizer = build_tiny(texts, head=head, seed=0)
-    model.save_pretrained(work / "start")
-    tokenizer.save_pretrained(work / "start")
-    return work
+def work(few_shot_work) -> Path:
+    return few_shot_work
 
 
 def train(*args: str) -> dict:

@@ -27,7 +27,7 @@ pytest.importorskip("uvicorn")
 
 from roberta_ft.config import ServeConfig, TrainConfig  # noqa: E402
 from roberta_ft.errors import ConfigError  # noqa: E402
-from tests.helpers import Server, free_port, predict_rows, review, write_pairs  # noqa: E402
+from tests.helpers import Server, free_port, predict_rows, review, wait_ready, write_pairs  # noqa: E402
 
 MAX_TEXTS = 8
 MAX_BODY_KB = 4
@@ -258,7 +258,7 @@ def test_a_pair_model_takes_pairs_split_over_batches(pair_dir, tmp_path):
         [f"the plot seemed {rng.choice(['dull', 'great'])}", review(rng, rng.choice(["pos", "neg"]))] for _ in range(5)
     ]
     with TestClient(build_app(service)) as client:
-        _wait_ready(client)
+        wait_ready(client)
         answer = client.post("/predict", json={"pairs": pairs})
         texts = client.post("/predict", json={"texts": ["a single text"]})
         info = client.get("/info").json()
@@ -271,13 +271,6 @@ def test_a_pair_model_takes_pairs_split_over_batches(pair_dir, tmp_path):
     assert [r["probability"] for r in got] == pytest.approx([r["probability"] for r in expected], abs=1e-5)
     assert info["pair"] is True and info["batching"]["batches"] == 3 and info["batching"]["largest_batch"] == 2
     assert texts.status_code == 422 and "classifies text pairs" in texts.json()["error"]
-
-
-def _wait_ready(client) -> None:
-    deadline = time.monotonic() + 60
-    while client.get("/health").status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
 
 
 class _FakeModel:
@@ -325,7 +318,7 @@ def test_loading_then_ready_then_stopping_and_a_threshold_per_request():
         early = client.post("/predict", json={"texts": ["a"]})
         assert early.status_code == 503 and "still loading" in early.json()["error"]
         release.set()
-        _wait_ready(client)
+        wait_ready(client)
         default = client.post("/predict", json={"texts": ["a"]}).json()["predictions"][0]
         assert default["labels"] == ["politics", "sports"]  # sports reaches 0.5 exactly
         strict = client.post("/predict", json={"texts": ["a"], "threshold": 0.7}).json()["predictions"][0]
