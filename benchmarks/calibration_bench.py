@@ -35,6 +35,7 @@ from common import SST2_RELATIVE, SkipBenchmark, minilm_dir, read_sst2_tsv, requ
 TRAIN_ROWS = 4_000
 EPOCHS = 3
 SEED = 42
+LEARNING_RATE = None  # None: train's default for a pretrained model (2e-5)
 
 
 def _write_rows(path: Path, header: list[str], rows) -> Path:
@@ -49,6 +50,8 @@ def _train(data: Path, output: Path, **settings) -> tuple[dict, float]:
     from roberta_ft.config import TrainConfig
     from roberta_ft.train import train
 
+    if LEARNING_RATE is not None:
+        settings["learning_rate"] = LEARNING_RATE
     started = time.perf_counter()
     result = train(
         TrainConfig(
@@ -57,6 +60,19 @@ def _train(data: Path, output: Path, **settings) -> tuple[dict, float]:
         )
     )  # fmt: skip
     return result.metrics, time.perf_counter() - started
+
+
+def ece_noise_floor(confidence: np.ndarray, draws: int = 200) -> float:
+    """The ECE a perfectly calibrated model with these confidences still shows on this many rows (its rows
+    right with probability equal to their confidence): below it, a measured ECE is sampling noise."""
+    from roberta_ft.calibration import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    return float(
+        np.mean(
+            [expected_calibration_error(confidence, rng.random(len(confidence)) < confidence) for _ in range(draws)]
+        )
+    )
 
 
 def _probabilities(model, texts: list[str]) -> np.ndarray:
@@ -141,6 +157,7 @@ def sst2(shared: Path, work: Path, picture: Path | None) -> dict:
         "validation_ece_after": fitted["validation_ece_after"],
         "dev_ece_before": before["ece"],
         "dev_ece_after": after["ece"],
+        "dev_ece_noise_floor": ece_noise_floor(after["probabilities"].max(-1)),
         "dev_nll_before": before["nll"],
         "dev_nll_after": after["nll"],
         "dev_brier_before": before["brier"],
@@ -228,7 +245,7 @@ def multilabel(work: Path, held_out: int = 2_000) -> dict:
 
 
 def main() -> int:
-    global TRAIN_ROWS, EPOCHS
+    global TRAIN_ROWS, EPOCHS, LEARNING_RATE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=Path("/work/shared"))
     parser.add_argument("--work-dir", type=Path, default=Path("benchmarks/results/calibration"))
@@ -236,8 +253,9 @@ def main() -> int:
     parser.add_argument("--picture", type=Path, default=None, help="write the SST-2 reliability diagram here")
     parser.add_argument("--train-rows", type=int, default=TRAIN_ROWS, help="a smaller number for a smoke run")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--learning-rate", type=float, default=None, help="default: train's (2e-5)")
     args = parser.parse_args()
-    TRAIN_ROWS, EPOCHS = args.train_rows, args.epochs
+    TRAIN_ROWS, EPOCHS, LEARNING_RATE = args.train_rows, args.epochs, args.learning_rate
     args.work_dir.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     for part, run in (
@@ -250,7 +268,7 @@ def main() -> int:
             results[part] = run()
         except SkipBenchmark as skip:
             results[part] = {"skipped": str(skip)}
-        (args.work_dir / "calibration_bench.json").write_text(json.dumps(results, indent=2) + "\n")
+        (args.work_dir / f"calibration_bench_{args.part}.json").write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps({part: results[part]}, indent=2), flush=True)
     return 0
 
