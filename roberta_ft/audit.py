@@ -618,7 +618,8 @@ def write_clean(config: AuditConfig, settings, task, table, given: np.ndarray, r
                 seen[label_of_line[line]][json.dumps(row.get(columns.label))] += 1
         cells = {label: json.loads(counter.most_common(1)[0][0]) for label, counter in seen.items()}
     encoding = "utf-8" if settings.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else settings.encoding
-    newline = "\r\n" if b"\r\n" in path.open("rb").read(1 << 16) else "\n"
+    with path.open("rb") as handle:
+        newline = "\r\n" if b"\r\n" in handle.read(1 << 16) else "\n"
     written = dropped = relabelled = 0
 
     def write(handle) -> None:
