@@ -215,6 +215,11 @@ def _prepare(config: AuditConfig, folds: np.ndarray) -> Path:
             )
         logger.info("Resuming the audit in %s", root)
         return root
+    if not config.train.overwrite and (root / AUDIT_FILE).is_file() and _read_record(root).get("status") != "complete":
+        raise ConfigError(
+            f"--output {root} holds a stopped audit",
+            "add --resume to continue it with the folds left, or pass --overwrite to start over",
+        )
     root = artifacts.prepare_output_dir(root, overwrite=bool(config.train.overwrite))
     artifacts.write_json(
         root / AUDIT_FILE,

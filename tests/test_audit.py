@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from roberta_ft.cli import app
 from roberta_ft.config import AuditConfig, TrainConfig
+from roberta_ft.errors import ConfigError
 from tests.conftest import review
 
 runner = CliRunner()
@@ -235,6 +236,8 @@ def test_a_stopped_audit_continues_with_the_folds_left(tmp_path, monkeypatch):
     assert first.is_file() and not (tmp_path / "out" / "label_issues.csv").exists()
     stamp = first.stat().st_mtime_ns, (tmp_path / "out" / "folds" / "fold-1" / "model.safetensors").stat().st_mtime_ns
 
+    with pytest.raises(ConfigError, match="holds a stopped audit.*--resume"):  # a rerun without --resume is told
+        audit_module.audit(_config(data, tmp_path / "out", folds=3))
     calls.clear()
     monkeypatch.setattr(train_module, "train", lambda *a, **k: (calls.append(a[0].output), real_train(*a, **k))[1])
     config = _config(data, tmp_path / "out", folds=3)
