@@ -65,7 +65,7 @@ def audited(tmp_path_factory):
     result = runner.invoke(
         app,
         [
-            "audit", str(data), "--output", str(output), "--model", "tiny", "--folds", "3", "--epochs", "1",
+            "audit", str(data), "--output", str(output), "--model", "tiny", "--folds", "2", "--epochs", "1",
             "--max-length", "32", "--precision", "fp32", "--validation", str(validation), "--test", str(test), "--clean", str(clean),
             "--text-column", "review", "--label-column", "sentiment", "--json",
         ],
@@ -80,11 +80,11 @@ def test_audit_writes_its_outputs(audited):
     for name in ("label_issues.csv", "scores.csv", "audit.json", "suspects_per_class.png"):
         assert (output / name).is_file(), name
     record = json.loads((output / "audit.json").read_text())
-    assert record["status"] == "complete" and record["rows"] == 36 and record["folds"] == 3
+    assert record["status"] == "complete" and record["rows"] == 36 and record["folds"] == 2
     assert set(record["noise_matrix"]) == {"neg", "pos"} and set(record["confident_joint"]) == {"neg", "pos"}
     for true in ("neg", "pos"):  # P(given | true): each true label's column sums to 1
         assert sum(record["noise_matrix"][given][true] for given in ("neg", "pos")) == pytest.approx(1, abs=1e-3)
-    assert [fold["fold"] for fold in record["fold_metrics"]] == [1, 2, 3]
+    assert [fold["fold"] for fold in record["fold_metrics"]] == [1, 2]
     assert sum(fold["held_out_rows"] for fold in record["fold_metrics"]) == 36
     assert summary["flagged"] == record["flagged"] == sum(c["flagged"] for c in record["per_class"].values())
     with open(output / "label_issues.csv", newline="", encoding="utf-8") as handle:
@@ -265,3 +265,19 @@ def test_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "cleanlab", None)  # as if the [audit] extra were not installed
     _one_line_error(["audit", *common], 'pip install "roberta-ft[audit]"')
     assert not (tmp_path / "out").exists()  # no error left an output behind
+
+
+def test_pairs_are_duplicates_only_when_both_texts_match():
+    from roberta_ft.audit import find_duplicates, find_leakage
+
+    texts = ["A man sleeps.", "a man sleeps", "A man sleeps.", "A dog runs"]
+    pairs = ["He rests.", "he rests!", "He runs.", "It moves"]
+    given, lines = np.array([0, 1, 1, 0]), np.array([2, 3, 4, 5])
+    found = find_duplicates(texts, pairs, given, lines, ["entailment", "contradiction"])
+    assert [group["lines"] for group in found["groups"]] == [[2, 3]]  # line 4's second text differs
+    assert found["groups"][0]["kind"] == "near-exact" and found["groups"][0]["labels"] == [
+        "entailment",
+        "contradiction",
+    ]
+    leaked = find_leakage(texts, pairs, lines, ["A DOG RUNS", "A dog runs"], ["it moves.", "It stops"], [7, 8], "test")
+    assert [row["line"] for row in leaked["rows"]] == [7] and leaked["near_exact"] == 1 and leaked["exact"] == 0
