@@ -127,6 +127,12 @@ def run(name: str, args) -> dict:
     baseline_csv = write_csv(
         work / "fold1_train.csv", [row for row, fold in zip(noisy, folds, strict=True) if fold != 0]
     )
+    # The libraries both phases use are imported before either is timed, so neither pays for them alone.
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    from roberta_ft import forward, inference, loop, modeling  # noqa: F401
+
     fresh_cache(work, "baseline")
     started = time.perf_counter()
     train(train_settings(args, baseline_csv, work / "baseline_run"))
