@@ -177,10 +177,10 @@ def suspects_per_class(
     axis.invert_yaxis()
     axis.set_xlabel("flagged rows (colour: suggested label)")
     axis.set_ylabel("given label")
-    axis.set_xlim(0, max(1, left.max()) * 1.35)
+    axis.set_xlim(0, max(1, left.max()) * 1.5)
     axis.set_title("Suspect labels per class")
     if left.any():
-        axis.legend(title="suggested", loc="lower right", fontsize="small")
+        axis.legend(title="suggested", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     figure.tight_layout()
     _save(figure, path)
     plt.close(figure)
