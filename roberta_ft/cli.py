@@ -702,6 +702,61 @@ def tune(
         print_results(tune_table(result))
 
 
+@app.command()
+@_with_options(FINE_TUNING_OPTIONS)
+def audit(
+    data: Annotated[str, typer.Argument(help="Labelled training data: a .csv/.tsv/.jsonl file, or a task dataset.")],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Directory of the audit: label_issues.csv, audit.json, a picture, folds/fold-N."
+        ),
+    ] = None,
+    folds: Annotated[
+        int | None, typer.Option(help="Folds: each row is scored by the model trained on the others \\[default: 5].")
+    ] = None,
+    clean: Annotated[
+        str | None,
+        typer.Option(help="Write DATA without the flagged rows here (same format, columns and row order)."),
+    ] = None,
+    relabel: Annotated[
+        bool | None, typer.Option("--relabel", help="--clean keeps the flagged rows with their suggested labels.")
+    ] = None,
+    test: Annotated[
+        str | None, typer.Option(help="A test file to check for rows that are also in DATA (leakage).")
+    ] = None,
+    config: ConfigFile = None,
+    json_output: JsonOption = False,
+    **options: Any,
+) -> None:
+    """Find wrong labels in DATA: k fold train runs give every row out-of-fold probabilities, confident
+    learning (cleanlab) ranks the labels they doubt; also duplicates with conflicting labels and leakage.
+
+    See docs/audit.md. --resume continues a stopped audit with the folds left.
+    """
+    _setup()
+    from roberta_ft.config import AuditConfig
+
+    own = {"folds": folds, "clean": clean, "relabel": relabel, "test": test}
+    values = _run(_settings, config, {"data": data, "output": output, **options, **own})
+    settings = _run(AuditConfig.from_dict, values, source=str(config) if config else "the options")
+    _run(settings.validate)
+    from roberta_ft.audit import audit as run_audit
+    from roberta_ft.console import RichProgress
+
+    progress = None if State.quiet or json_output or not sys.stderr.isatty() else RichProgress
+    with _keep_stdout_for_json(json_output):
+        result = _run(run_audit, settings, progress=progress).to_dict()
+    if json_output:
+        _print_json(result)
+        return
+    from rich.console import Console
+
+    from roberta_ft.console import audit_table
+
+    Console().print(audit_table(result))  # the audit's result: shown even with --quiet, like the seeds table
+
+
 @app.command("eval")
 def evaluate(
     model_dir: Annotated[str, typer.Argument(help="A model directory written by `roberta-ft train`.")],

@@ -711,6 +711,49 @@ class TuneConfig(_Settings):
             )
 
 
+# ------------------------------------------------------------------------------------ audit
+
+
+@dataclass(frozen=True)
+class AuditConfig(_Settings):
+    """`roberta-ft audit`: k fold train runs over a training file, then confident learning on the out-of-fold
+    probabilities (roberta_ft/audit.py). ``train.output`` is the audit's directory; each fold's run is
+    DIR/folds/fold-N. ``train.resume`` continues a stopped audit; ``train.overwrite`` starts it over."""
+
+    train: TrainConfig
+    folds: int = setting(
+        5, Check(lambda v: _integer(v) and v >= 2, "an integer of at least 2", hint="pass e.g. --folds 5")
+    )
+    clean: str | None = setting(None)  # a copy of the data file without the flagged rows (or relabelled)
+    relabel: bool = setting(False)  # --clean writes the suggested labels instead of dropping the rows
+    test: str | None = setting(None)  # a test file checked for rows that are also in the training file
+
+    @property
+    def output(self) -> str:
+        return self.train.output
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "settings") -> AuditConfig:
+        values = dict(values)
+        own = {name: values.pop(name) for name in cls.field_names() if name != "train" and name in values}
+        train = values.pop("train", values)
+        return cls(train=TrainConfig.from_dict(train, source=source), **{k: v for k, v in own.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"},
+            "train": self.train.to_dict(),
+        }
+
+    def check_together(self) -> None:
+        if not self.train.output:
+            raise ConfigError("no output directory given", "pass --output DIR")
+        if self.relabel and not self.clean:
+            raise ConfigError("--relabel needs --clean OUT", "pass --clean OUT.csv to write the relabelled file")
+        if self.clean and Path(self.clean).expanduser().resolve() == Path(self.train.data).expanduser().resolve():
+            raise ConfigError(f"--clean {self.clean} is the training file itself", "write the clean copy elsewhere")
+
+
 def parse_duration(text: str | float | int) -> float:
     """ "90s", "30m", "2h", "1h30m" or a number of seconds -> seconds."""
     import re

@@ -204,6 +204,33 @@ def seeds_table(result: dict[str, Any]) -> Table:
     return table
 
 
+def audit_table(result: dict[str, Any]) -> Table:
+    """An audit's summary: per class the rows and flagged labels, then the worst few and the side checks."""
+    title = (
+        f"audit · {result['rows']} rows · {result['folds']} folds · {result['flagged']} labels flagged "
+        f"· {result['output_dir']}"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("class")
+    table.add_column("rows", justify="right")
+    table.add_column("flagged", justify="right")
+    table.add_column("share", justify="right")
+    for name, counts in result["per_class"].items():
+        share = counts["flagged"] / counts["rows"] if counts["rows"] else 0.0
+        table.add_row(name, str(counts["rows"]), str(counts["flagged"]), f"{share:.1%}")
+    table.add_section()
+    duplicates = result["duplicates"]
+    table.add_row(
+        "conflicting duplicates", str(duplicates["conflicting_rows"]), str(duplicates["conflicting_groups"]), "groups"
+    )
+    for name, found in result["leakage"].items():
+        table.add_row(f"{name} rows in training", str(found["rows_checked"]), str(found["leaked_rows"]), "leaked")
+    if result.get("cleaned"):
+        cleaned = result["cleaned"]
+        table.add_row(f"--clean {cleaned['file']}", str(cleaned["rows"]), "", "rows written")
+    return table
+
+
 def glue_table(report: dict[str, Any]) -> Table:
     """Each task's GLUE score (its official metrics averaged, 0-100) and the GLUE average."""
     table = Table(title="GLUE score (dev)", title_justify="left")

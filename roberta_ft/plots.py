@@ -180,3 +180,37 @@ def param_importances(study, path: Path) -> Path:
     from optuna.visualization.matplotlib import plot_param_importances
 
     return _study_figure(plot_param_importances, study, path)
+
+
+def suspects_per_class(
+    suspects: Sequence[Sequence[int]], rows_per_class: Sequence[int], labels: Sequence[str], path: Path
+) -> Path:
+    """An audit's flagged rows per given label, each bar split by the label suggested instead, with the share of
+    the class flagged written beside it."""
+    import numpy as np
+
+    plt = _pyplot()
+    counts = np.asarray(suspects)
+    rows = np.asarray(rows_per_class)
+    figure, axis = plt.subplots(figsize=(8, max(2.5, 0.5 * len(labels) + 1.5)))
+    colours = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    left = np.zeros(len(labels))
+    for j, suggested in enumerate(labels):
+        if counts[:, j].any():
+            axis.barh(range(len(labels)), counts[:, j], left=left, color=colours(j % colours.N), label=suggested)
+            left += counts[:, j]
+    for i, total in enumerate(counts.sum(axis=1)):
+        share = total / rows[i] if rows[i] else 0.0
+        axis.text(total, i, f"  {total} of {rows[i]} ({share:.1%})", va="center")
+    axis.set_yticks(range(len(labels)), labels=labels)
+    axis.invert_yaxis()
+    axis.set_xlabel("flagged rows (colour: suggested label)")
+    axis.set_ylabel("given label")
+    axis.set_xlim(0, max(1, left.max()) * 1.5)
+    axis.set_title("Suspect labels per class")
+    if left.any():
+        axis.legend(title="suggested", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
+    figure.tight_layout()
+    _save(figure, path)
+    plt.close(figure)
+    return Path(path)

@@ -48,6 +48,15 @@ class TrainResult:
 
 
 @dataclass
+class TrainingRows:
+    """Training rows read and picked by the caller (`train(config, rows=...)`): a table of the standard columns
+    (text, text_pair, label, line) and what they are, for the run record."""
+
+    table: Any  # datasets.Dataset
+    description: str
+
+
+@dataclass
 class _Data:
     """The rows read for a run: training and validation tables, and where the validation rows came from."""
 
@@ -87,7 +96,8 @@ class _Fit:
     best_logits: Any = None  # the best epoch's validation logits (per text), kept by the best-model saver
 
 
-def train(config: TrainConfig, progress=None) -> TrainResult:
+def train(config: TrainConfig, progress=None, *, rows: TrainingRows | None = None) -> TrainResult:
+    """Fine-tune on `config.data`, or on `rows` (training rows a caller read and picked: an audit's fold)."""
     from roberta_ft import fewshot, loop
     from roberta_ft.runtime import make_accelerator
 
@@ -97,7 +107,7 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
 
     # --- data, the method (fine-tune or few-shot) and labels ------------------------------------------
     reading = time.perf_counter()
-    train_set = _read_training_rows(plan.config, task, plan.kind)
+    train_set = _read_training_rows(plan.config, task, plan.kind) if rows is None else rows.table
     method, class_rows = _choose_method(plan, train_set)
     config = plan.config
     if method.method == "few-shot":  # its budget under the settings given (fewshot.BUDGET)
@@ -134,6 +144,8 @@ def train(config: TrainConfig, progress=None) -> TrainResult:
     # --- the output directory and the run record (run_config.json, status "training") ------------------
     record = _run_record(config, task, problem, data, train_encoded, validation_encoded, identity, plan.runtime)
     record["method"] = {"name": method.method, "reason": method.reason}
+    if rows is not None:
+        record["training_rows"] = rows.description
     run.open(accelerator, {**record, "timings": timings}, tokenizer=tokenizer)
     _log_data_parallel(config, accelerator.num_processes)
 
@@ -338,6 +350,20 @@ def _plan(config: TrainConfig) -> _Plan:
 
 def _read_training_rows(config: TrainConfig, task: Task, kind: type[problems.Problem]):
     return load_source(config.data, "train", task, **_source_options(config, kind))
+
+
+def read_training_rows(config: TrainConfig):
+    """What `train(config)` reads before it trains: the resolved settings, the task, the problem kind and the
+    training rows (the commands made of train runs, such as audit, read them once and give each run its rows)."""
+    config = config.resolved()
+    task = get_task(config.task)
+    kind = problems.for_training(task, config)
+    return config, task, kind, _read_training_rows(config, task, kind)
+
+
+def read_rows(config: TrainConfig, source: str, role: str, task: Task, kind: type[problems.Problem], **options):
+    """Another file (or split) read with the run's file options, as `train` reads --validation."""
+    return load_source(source, role, task, **{**_source_options(config, kind), **options})
 
 
 def _source_options(config: TrainConfig, kind: type[problems.Problem]) -> dict[str, Any]:

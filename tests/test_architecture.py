@@ -22,9 +22,9 @@ PACKAGE = Path(roberta_ft.__file__).resolve().parent
 TASKS_PACKAGE = PACKAGE.parent / "tasks"
 # The commands: what the CLI calls. Nothing below them imports them; they may compose each other
 # (seeds trains once per seed, tune once per trial, glue-report evaluates once per task).
-COMMANDS = {"train", "evaluate", "predict", "seeds", "glue_report", "export", "serve", "tune", "pretrain"}
+COMMANDS = {"train", "evaluate", "predict", "seeds", "glue_report", "export", "serve", "tune", "pretrain", "audit"}
 ENTRY = {"cli", "cli_docs", "__main__"}  # the CLI itself
-COMPOSITIONS = {("seeds", "train"), ("glue_report", "evaluate"), ("tune", "train")}
+COMPOSITIONS = {("seeds", "train"), ("glue_report", "evaluate"), ("tune", "train"), ("audit", "train")}
 
 
 def _module_files() -> dict[str, Path]:

@@ -415,6 +415,11 @@ def _smallest_class(codes: np.ndarray) -> int:
     return int(np.bincount(codes).min()) if len(codes) else 0
 
 
+def take_rows(dataset: datasets.Dataset, indices: np.ndarray) -> datasets.Dataset:
+    """The rows at `indices` (in file order) as a table of their own: an audit's fold, its held-out rows."""
+    return _select(dataset, np.asarray(indices))
+
+
 SELECT_IN_MEMORY_ROWS = 100_000  # a selection up to this size is gathered into memory, a larger one onto disk
 
 
