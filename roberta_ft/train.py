@@ -193,12 +193,19 @@ def _best_saver(fit: _Fit):
     def save_best(output: Path, model_to_save, record: dict[str, Any]) -> None:
         artifacts.save_pretrained_files(output, model=model_to_save)
         reports.write_best_epoch(output, fit.watcher.best_report(), record)
-        fit.best_logits = fit.watcher.logits
 
     metric = fit.plan.rule.metric
-    return fit.plan.run.best_model_saver(
+    saver = fit.plan.run.best_model_saver(
         save_best, lambda r: f"epoch {r['epoch']}, {metric} {r[metric]:.4f}" if metric in r else f"epoch {r['epoch']}"
     )
+
+    def on_best(model_to_save, record: dict[str, Any]) -> None:
+        # On every process (the model is saved by the main one only): calibration then reads these logits on
+        # all of them alike, instead of one process gathering logits the others never compute.
+        fit.best_logits = fit.watcher.logits
+        saver(model_to_save, record)
+
+    return on_best
 
 
 def _fine_tune(fit: _Fit, problem: problems.Problem):
