@@ -140,11 +140,10 @@ class ThresholdMetric(str, Enum):
     f2 = "f2"
 
 
-class ThresholdMetricOrNone(str, Enum):
-    f1 = "f1"
-    f0_5 = "f0.5"
-    f2 = "f2"
-    none = "none"
+# --threshold-metric also takes "none" (no per-label thresholds); --optimize-threshold is off unless given.
+ThresholdMetricOrNone = Enum(
+    "ThresholdMetricOrNone", {**{m.name: m.value for m in ThresholdMetric}, "none": "none"}, type=str
+)
 
 
 class LongText(str, Enum):

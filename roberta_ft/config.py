@@ -637,8 +637,23 @@ def _space(value) -> bool:
     return value in TUNE_SPACES or str(value).lower().endswith(".toml")
 
 
+class _AroundTrain(_Settings):
+    """A command whose settings wrap a TrainConfig (`train`, whose output is the command's directory): tune,
+    audit."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"},
+            "train": self.train.to_dict(),
+        }
+
+    def _check_output(self) -> None:
+        if not self.train.output:
+            raise ConfigError("no output directory given", "pass --output DIR")
+
+
 @dataclass(frozen=True)
-class TuneConfig(_Settings):
+class TuneConfig(_AroundTrain):
     """A hyperparameter search: the training settings every trial starts from, and how to search.
 
     ``train.output`` is the study's directory (DIR/trials/NNN, DIR/best, DIR/tune.json). Settings given
@@ -690,15 +705,8 @@ class TuneConfig(_Settings):
                 )
         return cls(train=TrainConfig.from_dict(train, source=source), **values)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"},
-            "train": self.train.to_dict(),
-        }
-
     def check_together(self) -> None:
-        if not self.train.output:
-            raise ConfigError("no output directory given", "pass --output DIR")
+        self._check_output()
         if self.train.resume:
             raise ConfigError(
                 "tune has no --resume: re-running the same command continues its study",
@@ -715,7 +723,7 @@ class TuneConfig(_Settings):
 
 
 @dataclass(frozen=True)
-class AuditConfig(_Settings):
+class AuditConfig(_AroundTrain):
     """`roberta-ft audit`: k fold train runs over a training file, then confident learning on the out-of-fold
     probabilities (roberta_ft/audit.py). ``train.output`` is the audit's directory; each fold's run is
     DIR/folds/fold-N. ``train.resume`` continues a stopped audit; ``train.overwrite`` starts it over."""
@@ -739,15 +747,8 @@ class AuditConfig(_Settings):
         train = values.pop("train", values)
         return cls(train=TrainConfig.from_dict(train, source=source), **{k: v for k, v in own.items() if v is not None})
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"},
-            "train": self.train.to_dict(),
-        }
-
     def check_together(self) -> None:
-        if not self.train.output:
-            raise ConfigError("no output directory given", "pass --output DIR")
+        self._check_output()
         if self.relabel and not self.clean:
             raise ConfigError("--relabel needs --clean OUT", "pass --clean OUT.csv to write the relabelled file")
         if self.clean and Path(self.clean).expanduser().resolve() == Path(self.train.data).expanduser().resolve():
