@@ -115,12 +115,14 @@ class Run:
             raise
 
     def complete(self, metrics: dict[str, Any], *, card: Callable[[], str], curves: dict[str, Any] | None = None):
-        """The results: metrics.json, the record "complete", the training curves (`curves`, default `metrics`)
-        and the model card (`card()`, rendered once the rest is written); every process waits for them."""
+        """The results: metrics.json, the record "complete", the best epoch's confusion matrix, the training
+        curves (`curves`, default `metrics`) and the model card (`card()`, rendered once the rest is written);
+        every process waits for them."""
         if self.is_main_process:
             self.record.update(status="complete", finished=_now())
             artifacts.write_json(self.output / artifacts.METRICS, metrics)
             self._write_record()
+            reports.draw_best_epoch(self.output)
             reports.write_training_curves(self.output, curves if curves is not None else metrics)
             artifacts.write_text(self.output / "README.md", card())
         if self.accelerator is not None:
@@ -133,6 +135,7 @@ class Run:
         if self.is_main_process and self.record:
             self.record.update(status=status, finished=_now(), **details)
             self._write_record()
+            reports.draw_best_epoch(self.output)  # the best model so far is saved: its picture beside it
 
     def _write_record(self) -> None:
         artifacts.write_json(self.output / artifacts.RUN_CONFIG, self.record)

@@ -100,17 +100,26 @@ class ValidationWatcher:
 
 
 def write_best_epoch(output: Path, report: dict[str, Any] | None, record: dict[str, Any]) -> None:
-    """validation_report.json and confusion_matrix.png of the best epoch so far."""
+    """validation_report.json of the best epoch so far; its picture is drawn once, when the run ends
+    (`draw_best_epoch`), not at every better epoch."""
     if report is None:
         return
     artifacts.write_json(output / VALIDATION_REPORT, {"epoch": record["epoch"], "step": record["step"], **report})
+
+
+def draw_best_epoch(output: Path) -> None:
+    """confusion_matrix.png of the best epoch's validation_report.json, if the run wrote one with a matrix."""
+    try:
+        report = json.loads((Path(output) / VALIDATION_REPORT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
     if "confusion_matrix" in report:
         _draw(
             lambda plots: plots.confusion_matrix(
                 report["confusion_matrix"],
                 report["labels"],
                 output / CONFUSION_MATRIX,
-                title=f"Validation, best epoch ({record['epoch']})",
+                title=f"Validation, best epoch ({report['epoch']})",
             ),
             output / CONFUSION_MATRIX,
         )

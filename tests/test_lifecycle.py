@@ -108,6 +108,39 @@ def test_train_stopped_by_ctrl_c_records_interrupted(tmp_path):
     assert _record(output)["status"] == "interrupted"
 
 
+def test_the_best_epochs_confusion_matrix_is_drawn_once_when_the_run_ends(tmp_path, monkeypatch):
+    """Not at every better epoch: once at the end, from validation_report.json, and also when a run is
+    interrupted after a best epoch was saved."""
+    from roberta_ft import plots
+    from roberta_ft.train import train
+
+    drawn = []
+    real = plots.confusion_matrix
+    monkeypatch.setattr(plots, "confusion_matrix", lambda *a, **k: (drawn.append(k["title"]), real(*a, **k))[1])
+    data = write_reviews(tmp_path / "r.csv", n=120, seed=2)
+    result = train(TrainConfig(data=str(data), output=str(tmp_path / "whole"), model="tiny", epochs=3, seed=1))
+    best = result.metrics["best"]["epoch"]
+    assert drawn == [f"Validation, best epoch ({best})"]
+    assert json.loads((tmp_path / "whole" / "validation_report.json").read_text())["epoch"] == best
+    assert (tmp_path / "whole" / "confusion_matrix.png").stat().st_size > 0
+
+    class CtrlC:  # Ctrl-C in the second epoch, after the first epoch's model was saved
+        def start(self, total_steps, epochs): ...
+        def step(self, step, epoch, loss, learning_rate, samples_per_second):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        def epoch_end(self, epoch, metrics, best): ...
+        def stop(self): ...
+
+    drawn.clear()
+    output = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(data=str(data), output=str(output), model="tiny", epochs=3, seed=1), progress=CtrlC())
+    assert _record(output)["status"] == "interrupted"
+    assert drawn == ["Validation, best epoch (1)"] and (output / "confusion_matrix.png").exists()
+
+
 # ------------------------------------------------------------------------------------------ evaluations
 
 
