@@ -218,10 +218,16 @@ def environment() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "HF_HUB_OFFLINE": "1"}
 
 
-def run_to_completion(args: list[str], log: Path) -> None:
-    with open(log, "w") as stderr:
-        finished = subprocess.run(args, env=environment(), stdout=subprocess.DEVNULL, stderr=stderr, timeout=300)
-    assert finished.returncode == 0, log.read_text()
+def run_to_completion(args: list[str]) -> None:
+    """A `python -m roberta_ft ...` command line run to its end in this process (the reference a killed
+    and resumed run is compared with: only the killed run needs a process of its own)."""
+    from typer.testing import CliRunner
+
+    from roberta_ft.cli import app
+
+    assert args[1:3] == ["-m", "roberta_ft"], args[:3]
+    result = CliRunner().invoke(app, args[3:])
+    assert result.exit_code == 0, result.output
 
 
 def run_and_kill(args: list[str], output: Path, kill_after: str, log: Path) -> None:

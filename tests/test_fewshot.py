@@ -171,7 +171,7 @@ def test_a_killed_few_shot_run_resumes_to_the_same_model(work, tmp_path):
             *("--device", "cpu", "--precision", "fp32"),
         ]  # 16 rows: 4 steps of 4 rows (6 pairs each) per epoch, 12 steps
 
-    run_to_completion(command(tmp_path / "whole"), tmp_path / "whole.log")
+    run_to_completion(command(tmp_path / "whole"))
     run_and_kill(command(tmp_path / "killed"), tmp_path / "killed", "step-0000004", tmp_path / "killed.log")
     assert run_config(tmp_path / "killed")["status"] in ("training", "interrupted")
     result = runner.invoke(app, [*command(tmp_path / "killed")[3:], "--resume"])

@@ -1,6 +1,7 @@
 """A run killed with SIGKILL and resumed with --resume ends exactly like an uninterrupted run.
 
-The uninterrupted and the killed run are real `python -m roberta_ft train` processes. The killed run is
+The killed run is a real `python -m roberta_ft train` process; the uninterrupted reference is the same
+command line run through the CLI in the test process. The killed run is
 watched until the checkpoint the test chose appears in DIR/checkpoints (a checkpoint directory appears by
 an atomic rename, so it is complete when seen), then gets SIGKILL at whatever point it has reached by
 then. The resumed run is the same command line plus --resume, through the CLI in the test process. On
@@ -26,7 +27,7 @@ from tests.helpers import run_and_kill, run_to_completion, write_reviews
 pytestmark = pytest.mark.slow  # end-to-end training runs (-m 'not slow' leaves them out)
 
 STEPS_PER_EPOCH = 27
-EPOCHS = 3
+EPOCHS = 2
 
 
 def command(data: Path, output: Path, save_every: int, *extra: str) -> list[str]:
@@ -97,9 +98,10 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory) -> Path:
-    """The uninterrupted run (checkpoints change nothing in what a run computes, so any --save-every fits)."""
+    """The uninterrupted run (checkpoints change nothing in what a run computes, so any --save-every fits: one
+    at each epoch's end, the last of them what the resumed runs' final state is compared with)."""
     output = tmp_path_factory.mktemp("reference") / "run"
-    run_to_completion(command(data, output, save_every=2), output.parent / "log.txt")
+    run_to_completion(command(data, output, save_every=STEPS_PER_EPOCH))
     return output
 
 

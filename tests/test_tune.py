@@ -223,7 +223,7 @@ def test_ctrl_c_queues_the_running_trial_again(reviews, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_two_processes_on_one_sqlite_study_run_disjoint_trials(reviews_240, tmp_path):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    common = [str(reviews_240), *RUN, "--epochs", "2", "--batch-size", "8", "--trials", "4", "--storage", storage]
+    common = [str(reviews_240), *RUN, "--epochs", "1", "--batch-size", "8", "--trials", "4", "--storage", storage]
     outputs = [tmp_path / "machine-a", tmp_path / "machine-b"]
     processes, logs = [], []
     for out in outputs:
