@@ -41,8 +41,11 @@ METHODS = ("auto", "few-shot", "fine-tune")
 # `--method auto` trains few-shot when no class has more training rows than this.
 MAX_ROWS_PER_CLASS = 64
 # The few-shot budget, under the settings given (a flag, --config or a recipe wins): 20 passes over the rows,
-# batches of 32 rows (every pair of distinct rows in a batch is a pair), AdamW at 2e-5 with 10% warm-up.
-BUDGET = {"epochs": 20, "batch_size": 32, "learning_rate": 2e-5, "weight_decay": 0.01, "warmup_ratio": 0.1}
+# batches of 32 rows (every pair of distinct rows in a batch is a pair), AdamW at 6e-5 with 10% warm-up.
+# 6e-5 was chosen on SST-2 training rows held out of the sampling (benchmarks/fewshot_bench.py --selection,
+# never the scored split): at 32 rows per class it scored 0.8033 (median of 3 seeds) against 0.7800 at
+# 2e-5 and 0.8000 at 4e-5; at 8 rows per class 0.6650 against 0.6600 and 0.6600.
+BUDGET = {"epochs": 20, "batch_size": 32, "learning_rate": 6e-5, "weight_decay": 0.01, "warmup_ratio": 0.1}
 # The model families whose layers and heads the mean-pooling layer is built for.
 FAMILIES = ("bert", "roberta", "xlm-roberta", "camembert")
 MEAN_LAYER_SCALE = 1000.0  # attention output = this x identity: the first token's own state becomes negligible
