@@ -28,6 +28,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 ECE_BINS = 15
+NOISE_DRAWS = 100  # simulated perfectly calibrated models behind ece_noise_floor
 # Fewer validation rows than this: the fitted values are noisy (logged).
 FEW_ROWS = 100
 COVERAGES = (1.0, 0.9, 0.8, 0.5)
@@ -193,6 +194,30 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     )
 
 
+def ece_noise_floor(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = NOISE_DRAWS, seed: int = 0) -> float:
+    """The ECE a perfectly calibrated model with these confidences shows on this many rows, on average: each
+    row right with probability equal to its confidence, `draws` times. A measured ECE near it is sampling
+    noise, not miscalibration (on a few hundred rows it is several points)."""
+    return float(np.mean(ece_noise_draws(confidence, bins, draws, seed))) if len(confidence) else float("nan")
+
+
+def ece_noise_draws(
+    confidence: np.ndarray, bins: int = ECE_BINS, draws: int = NOISE_DRAWS, seed: int = 0
+) -> np.ndarray:
+    """The ECE of each of `draws` simulated perfectly calibrated models with these confidences."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    total = len(confidence)
+    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    expected = np.bincount(index, weights=confidence, minlength=bins)  # the confidence sum of each bin
+    rng = np.random.default_rng(seed)
+    return np.array(
+        [
+            np.abs(np.bincount(index, weights=rng.random(total) < confidence, minlength=bins) - expected).sum() / total
+            for _ in range(draws)
+        ]
+    )
+
+
 def _single_label(probabilities: np.ndarray, targets: np.ndarray):
     confidence = probabilities.max(-1)
     correct = probabilities.argmax(-1) == targets
@@ -249,6 +274,7 @@ def calibration_report(probabilities: np.ndarray, targets: np.ndarray, *, multi_
             "accuracy_at_coverage": accuracy_at_coverage(confidence, correct),
             "bins_of": "each row's largest probability against whether its label is right",
         }
+    report["ece_noise_floor"] = ece_noise_floor(confidence)
     report["bins"] = reliability_bins(confidence, correct)
     return report
 

@@ -86,6 +86,25 @@ def test_ece_matches_a_hand_computed_value():
     assert sum(b["count"] for b in report["bins"]) == 5 and len(report["bins"]) == 15
 
 
+def test_ece_noise_floor_is_what_a_perfectly_calibrated_model_shows():
+    # A row of confidence 1 is always right, one of 0.5 is off by exactly 0.5 whatever it draws.
+    assert calibration.ece_noise_floor(np.ones(50)) == 0.0
+    assert calibration.ece_noise_floor(np.array([0.5])) == pytest.approx(0.5)
+    # Against the plain ECE of many perfectly calibrated samples, drawn independently of the floor's own draws.
+    rng = np.random.default_rng(7)
+    confidence = rng.uniform(0.5, 1.0, size=800)
+    sampled = [calibration.expected_calibration_error(confidence, rng.random(800) < confidence) for _ in range(400)]
+    floor = calibration.ece_noise_floor(confidence)
+    assert floor == pytest.approx(np.mean(sampled), rel=0.1)
+    assert 0.01 < floor < 0.06  # several points on 800 rows: the scale of SST-2's dev set
+    # Sampling noise shrinks as 1/sqrt(rows): 10x the rows, about a third of the floor.
+    assert calibration.ece_noise_floor(np.tile(confidence, 10)) < floor / 2.5
+    report = calibration.calibration_report(
+        np.stack([1 - confidence, confidence], 1), np.ones(800, int), multi_label=False
+    )
+    assert report["ece_noise_floor"] == pytest.approx(floor)
+
+
 def test_threshold_choice_is_the_best_f1_cut():
     probabilities = np.array([0.9, 0.8, 0.35, 0.3, 0.2, 0.1])
     positives = np.array([1, 1, 1, 0, 0, 0])
@@ -328,7 +347,8 @@ def test_eval_reports_calibration_and_writes_the_reliability_diagram(binary_runs
     result = runner.invoke(app, ["eval", str(binary_runs["temperature"]), str(data), "--json", "--report", str(report)])
     document = json.loads(result.stdout)
     measured = document["calibration"]
-    assert {"ece", "brier", "nll", "accuracy_at_coverage", "bins"} <= measured.keys()
+    assert {"ece", "ece_noise_floor", "brier", "nll", "accuracy_at_coverage", "bins"} <= measured.keys()
+    assert 0 < measured["ece_noise_floor"] < 0.5
     assert list(measured["accuracy_at_coverage"]) == ["100%", "90%", "80%", "50%"]
     assert measured["accuracy_at_coverage"]["100%"]["accuracy"] == pytest.approx(document["metrics"]["accuracy"])
     assert (tmp_path / "reliability.png").stat().st_size > 1000
