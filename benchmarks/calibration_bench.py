@@ -104,9 +104,22 @@ def _served(model_dir: Path, texts: list[str]) -> list[dict]:
     return rows
 
 
+def _scored(model_dir: Path, texts: list[str], labels: np.ndarray) -> dict:
+    """The model's probabilities of `texts` (columns in SST-2's label order) and their calibration report."""
+    from roberta_ft import inference
+    from roberta_ft.calibration import calibration_report
+
+    model = inference.load(model_dir, device="cpu", precision="fp32")
+    probabilities = _probabilities(model, texts)
+    # the label names are "0" and "1" in the model's order: map them to SST-2's integers
+    names = [int(n) for n in model.problem.labels.names]
+    ordered = np.zeros_like(probabilities)
+    ordered[:, names] = probabilities
+    return {"probabilities": ordered, **calibration_report(ordered, labels, multi_label=False)}
+
+
 def sst2(shared: Path, work: Path, picture: Path | None) -> dict:
     from roberta_ft import inference, plots
-    from roberta_ft.calibration import calibration_report
     from roberta_ft.config import ExportConfig
     from roberta_ft.export import export
 
@@ -125,25 +138,10 @@ def sst2(shared: Path, work: Path, picture: Path | None) -> dict:
         metrics, seconds = _train(data, work / f"sst2-{name}", calibration=name)
         runs[name] = {"dir": work / f"sst2-{name}", "metrics": metrics, "wall_seconds": seconds}
 
-    scored = {}
-    for name, run in runs.items():
-        model = inference.load(run["dir"], device="cpu", precision="fp32")
-        probabilities = _probabilities(model, texts)
-        # the label names are "0" and "1" in the model's order: map them to SST-2's integers
-        names = [int(n) for n in model.problem.labels.names]
-        ordered = np.zeros_like(probabilities)
-        ordered[:, names] = probabilities
-        scored[name] = {"probabilities": ordered, **calibration_report(ordered, labels, multi_label=False)}
-    held_out = {}
+    scored = {name: _scored(run["dir"], texts, labels) for name, run in runs.items()}
     held_texts, held_labels = [t for t, _ in held_out_rows], np.array([y for _, y in held_out_rows])
-    for name, run in runs.items():
-        model = inference.load(run["dir"], device="cpu", precision="fp32")
-        probabilities = _probabilities(model, held_texts)
-        names = [int(n) for n in model.problem.labels.names]
-        ordered = np.zeros_like(probabilities)
-        ordered[:, names] = probabilities
-        held_out[name] = {"probabilities": ordered, **calibration_report(ordered, held_labels, multi_label=False)}
-        before, after = scored["none"], scored["temperature"]
+    held_out = {name: _scored(run["dir"], held_texts, held_labels) for name, run in runs.items()}
+    before, after = scored["none"], scored["temperature"]
     predicted = {name: s["probabilities"].argmax(-1) for name, s in scored.items()}
 
     calibrated = runs["temperature"]

@@ -87,24 +87,33 @@ def test_an_interrupted_run_is_refused_as_unfinished_without_resume(tmp_path):
         Run(output, overwrite=False, resume=False)
 
 
+class CtrlC:
+    """A progress display that raises KeyboardInterrupt (as Ctrl-C does) at the first step where `when` holds."""
+
+    def __init__(self, when) -> None:
+        self.when = when
+
+    def start(self, total_steps, epochs): ...
+    def step(self, step, epoch, loss, learning_rate, samples_per_second):
+        if self.when(step, epoch):
+            raise KeyboardInterrupt
+
+    def epoch_end(self, epoch, metrics, best): ...
+    def stop(self): ...
+
+
 def test_train_stopped_by_ctrl_c_records_interrupted(tmp_path):
     """The lifecycle around train's loop: Ctrl-C (KeyboardInterrupt from inside the loop) is recorded."""
     from roberta_ft.train import train
 
     data = write_reviews(tmp_path / "r.csv", n=80, seed=1)
 
-    class CtrlC:
-        def start(self, total_steps, epochs): ...
-        def step(self, step, epoch, loss, learning_rate, samples_per_second):
-            if step == 2:
-                raise KeyboardInterrupt
-
-        def epoch_end(self, epoch, metrics, best): ...
-        def stop(self): ...
-
     output = tmp_path / "m"
     with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(data=str(data), output=str(output), model="tiny", epochs=1, batch_size=8), progress=CtrlC())
+        train(
+            TrainConfig(data=str(data), output=str(output), model="tiny", epochs=1, batch_size=8),
+            progress=CtrlC(lambda step, epoch: step == 2),
+        )
     assert _record(output)["status"] == "interrupted"
 
 
@@ -124,19 +133,13 @@ def test_the_best_epochs_confusion_matrix_is_drawn_once_when_the_run_ends(tmp_pa
     assert json.loads((tmp_path / "whole" / "validation_report.json").read_text())["epoch"] == best
     assert (tmp_path / "whole" / "confusion_matrix.png").stat().st_size > 0
 
-    class CtrlC:  # Ctrl-C in the second epoch, after the first epoch's model was saved
-        def start(self, total_steps, epochs): ...
-        def step(self, step, epoch, loss, learning_rate, samples_per_second):
-            if epoch == 2:
-                raise KeyboardInterrupt
-
-        def epoch_end(self, epoch, metrics, best): ...
-        def stop(self): ...
-
     drawn.clear()
     output = tmp_path / "interrupted"
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(data=str(data), output=str(output), model="tiny", epochs=3, seed=1), progress=CtrlC())
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the second epoch, after the first epoch's model was saved
+        train(
+            TrainConfig(data=str(data), output=str(output), model="tiny", epochs=3, seed=1),
+            progress=CtrlC(lambda step, epoch: epoch == 2),
+        )
     assert _record(output)["status"] == "interrupted"
     assert drawn == ["Validation, best epoch (1)"] and (output / "confusion_matrix.png").exists()
 
