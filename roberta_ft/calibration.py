@@ -158,12 +158,16 @@ def f_score(decisions: np.ndarray, positives: np.ndarray, metric: str = "f1") ->
 # ------------------------------------------------------------------------------------------ measures
 
 
+def _bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Each confidence's bin: bin k holds (k/bins, (k+1)/bins]; a confidence of exactly 0 goes into the first."""
+    return np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+
+
 def reliability_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> list[dict[str, Any]]:
     """Equal-width bins over [0, 1]: each bin's row count, mean confidence and accuracy (empty bins: None)."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
-    # Bin k holds (k/bins, (k+1)/bins]; a confidence of exactly 0 goes into the first bin.
-    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    index = _bin_index(confidence, bins)
     table = []
     for k in range(bins):
         inside = index == k
@@ -207,7 +211,7 @@ def ece_noise_draws(
     """The ECE of each of `draws` simulated perfectly calibrated models with these confidences."""
     confidence = np.asarray(confidence, dtype=np.float64)
     total = len(confidence)
-    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    index = _bin_index(confidence, bins)
     expected = np.bincount(index, weights=confidence, minlength=bins)  # the confidence sum of each bin
     rng = np.random.default_rng(seed)
     return np.array(

@@ -641,6 +641,10 @@ class _AroundTrain(_Settings):
     """A command whose settings wrap a TrainConfig (`train`, whose output is the command's directory): tune,
     audit."""
 
+    @property
+    def output(self) -> str:
+        return self.train.output
+
     def to_dict(self) -> dict[str, Any]:
         return {
             **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"},
@@ -687,10 +691,6 @@ class TuneConfig(_AroundTrain):
     sampler_seed: int | None = setting(None, non_negative_int(0, optional=True))  # None: a fresh random search
     overwrite: bool = setting(False)  # start a new study: clear the output directory (and the study in --storage)
 
-    @property
-    def output(self) -> str:
-        return self.train.output
-
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "settings") -> TuneConfig:
         values = dict(values)
@@ -735,10 +735,6 @@ class AuditConfig(_AroundTrain):
     clean: str | None = setting(None)  # a copy of the data file without the flagged rows (or relabelled)
     relabel: bool = setting(False)  # --clean writes the suggested labels instead of dropping the rows
     test: str | None = setting(None)  # a test file checked for rows that are also in the training file
-
-    @property
-    def output(self) -> str:
-        return self.train.output
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "settings") -> AuditConfig:
