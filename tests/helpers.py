@@ -149,6 +149,7 @@ def write_bad_inputs(folder: Path) -> Path:
         "long.csv": "\n".join(rows[:3] + ['"' + "great film " * 20_000 + '",pos'] + rows[3:]) + "\n",
         "texts.txt": "the movie was great\n\nthe plot was awful\n\n",
         "settings.toml": 'model = "tiny"\nlearning_rat = 0.1\n',
+        "no_columns.jsonl": "{}\n{}\n",
     }
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
@@ -191,6 +192,7 @@ TRAIN_ERRORS = [
     ),
     ("not UTF-8", ["{w}/latin1.csv"], ["line 4 is not valid utf-8", "--encoding latin-1"]),
     ("duplicate header", ["{w}/duplicate.csv"], ["duplicate column name 'review'"]),
+    ("no columns", ["{w}/no_columns.jsonl"], ["no_columns.jsonl has no columns", "text field"]),
     ("pair task, single texts", ["{w}/good.csv", "--task", "nli"], ["task 'nli' takes text pairs"]),
     ("unknown task", ["{w}/good.csv", "--task", "sentimnt"], ["unknown task 'sentimnt'", "did you mean 'sentiment'"]),
     ("learning rate 0", ["{w}/good.csv", "--lr", "0"], ["--learning-rate must be a positive number, got 0.0"]),
