@@ -32,9 +32,14 @@ def training_curves(metrics: dict[str, Any], path: Path) -> Path:
     primary = metrics["primary_metric"]
     from matplotlib.ticker import MaxNLocator
 
-    # One epoch axis for both panels, in whole epochs, so a loss bump and a metric drop line up.
-    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    metric_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    names = [k for k, v in epochs[0].items() if isinstance(v, float) and k not in ("train_loss", "epoch", "step")]
+    if not names:  # a run without validation rows (a few-shot run, --validation none): the loss panel alone
+        figure, loss_axis = plt.subplots(figsize=(5.5, 4))
+        metric_axis = None
+    else:
+        # One epoch axis for both panels, in whole epochs, so a loss bump and a metric drop line up.
+        figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     steps = metrics.get("steps") or []
     if steps:
         loss_axis.plot(
@@ -70,7 +75,18 @@ def training_curves(metrics: dict[str, Any], path: Path) -> Path:
     loss_axis.set_title("Training loss")
     loss_axis.legend()
     loss_axis.grid(alpha=0.3)
-    names = [k for k, v in epochs[0].items() if isinstance(v, float) and k not in ("train_loss", "epoch", "step")]
+    if metric_axis is not None:
+        _metric_panel(metric_axis, epochs, names, primary, metrics.get("best"))
+    # Fixed margins, not tight_layout(): the save crops to what is drawn (bbox_inches="tight"), and a layout pass
+    # would measure every label a second time (a quarter of the drawing's time, docs/performance.md).
+    figure.subplots_adjust(wspace=0.25)
+    _save(figure, path)
+    plt.close(figure)
+    return Path(path)
+
+
+def _metric_panel(metric_axis, epochs, names, primary, best) -> None:
+    """The validation metrics per epoch, the primary one bold, the best epoch marked."""
     markers = "osD^vP*Xph"
     for k, name in enumerate(names):
         # Metrics often coincide (f1 and mcc at 0, every metric at 1): a shrinking marker per metric keeps each visible.
@@ -83,17 +99,12 @@ def training_curves(metrics: dict[str, Any], path: Path) -> Path:
             linewidth=2.0 if name == primary else 1.2,
             label=name + (" (primary)" if name == primary else ""),
         )
-    best = metrics.get("best")
     if best:
         metric_axis.axvline(best["epoch"], color="gray", linestyle=":", label=f"best epoch ({best['epoch']})")
     metric_axis.set_xlabel("epoch")
     metric_axis.set_title(f"Validation (best by {primary})")
     metric_axis.legend()
     metric_axis.grid(alpha=0.3)
-    figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
-    return Path(path)
 
 
 def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str = "") -> Path:
@@ -146,7 +157,7 @@ def reliability_diagram(panels: Sequence[tuple[str, Sequence[dict[str, Any]]]], 
     bottom.set_xlabel("confidence (mean probability in the bin)")
     bottom.set_ylabel("rows")
     bottom.set_yscale("log")
-    figure.tight_layout()
+    figure.subplots_adjust(hspace=0.15)  # fixed margins: the save crops to what is drawn (see training_curves)
     _save(figure, path)
     plt.close(figure)
     return Path(path)

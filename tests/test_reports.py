@@ -88,6 +88,19 @@ def test_training_pictures_are_written(run):
     assert min(matrix.shape[:2]) > 200
 
 
+def test_a_run_without_validation_draws_the_loss_panel_alone(tmp_path):
+    """A few-shot run (no validation rows) has no metric to draw: one panel, not an empty second one."""
+    from roberta_ft import plots
+
+    epochs = [{"epoch": e, "step": e, "train_loss": 1.0 / e} for e in range(1, 6)]
+    metrics = {"epochs": epochs, "primary_metric": "accuracy", "best": {"epoch": 5}, "steps": []}
+    alone = read_png(plots.training_curves(metrics, tmp_path / "alone.png"))
+    for epoch in epochs:
+        epoch["accuracy"] = 0.5 + 0.1 * epoch["epoch"]
+    both = read_png(plots.training_curves(metrics, tmp_path / "both.png"))
+    assert alone.shape[1] < 1.5 * alone.shape[0] and both.shape[1] > 1.5 * both.shape[0]
+
+
 def test_validation_report_is_the_best_epoch(run):
     out, _ = run
     metrics = json.loads((out / "metrics.json").read_text())
