@@ -60,7 +60,9 @@ def resolve_columns(
 ) -> Columns:
     """Pick the text, pair and label columns: the user's names first, then clear naming rules."""
     if not columns:  # e.g. a JSON Lines file of empty objects
-        raise DataError(f"{source} has no columns", "give each row a text field, and a label field to train or evaluate")
+        raise DataError(
+            f"{source} has no columns", "give each row a text field, and a label field to train or evaluate"
+        )
     by_lower = {c.lower(): c for c in columns}
     listing = ", ".join(repr(c) for c in columns)
 
