@@ -1,4 +1,10 @@
-"""Metric functions over numpy arrays. Offline by construction (scikit-learn and scipy only)."""
+"""Metric functions over numpy arrays. Offline by construction (numpy, and scipy for the correlations).
+
+The classification counts are computed here rather than by scikit-learn: importing `sklearn.metrics` costs
+every `train` and `eval` about a second of start-up, and the formulas are a few lines. They give
+scikit-learn's values, `zero_division=0` conventions included (tests/test_metrics.py checks them
+against it on random labels).
+"""
 
 from __future__ import annotations
 
@@ -18,25 +24,67 @@ def accuracy(predictions, references) -> float:
     return float((predictions == references).mean()) if len(references) else float("nan")
 
 
-def f1_positive(predictions, references, positive: int = 1) -> float:
-    from sklearn.metrics import f1_score
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    numerator, denominator = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
 
+
+def label_counts(predictions, references, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true positives, false positives, false negatives) per label of `labels`, for single-label rows
+    (1-D arrays of label ids) or multi-hot rows (2-D, a column per label of `labels`)."""
     predictions, references = _as_arrays(predictions, references)
-    return float(f1_score(references, predictions, pos_label=positive, average="binary", zero_division=0))
+    if predictions.ndim == 2:
+        predicted, true = predictions.astype(bool), references.astype(bool)
+    else:
+        labels = np.asarray(labels)
+        predicted, true = predictions[:, None] == labels, references[:, None] == labels
+    tp = (predicted & true).sum(axis=0)
+    return tp, (predicted & ~true).sum(axis=0), (~predicted & true).sum(axis=0)
+
+
+def _f1(tp, fp, fn) -> np.ndarray:
+    return _ratio(2 * tp, 2 * tp + fp + fn)
+
+
+def precision_recall_f1_support(predictions, references, labels) -> tuple[np.ndarray, ...]:
+    """Per label: precision, recall, F1 (0 where undefined) and support (rows whose true label it is)."""
+    tp, fp, fn = label_counts(predictions, references, labels)
+    return _ratio(tp, tp + fp), _ratio(tp, tp + fn), _f1(tp, fp, fn), tp + fn
+
+
+def confusion_matrix(predictions, references, labels) -> np.ndarray:
+    """Counts [true label, predicted label] over `labels` (rows with a label outside them are left out)."""
+    predictions, references = _as_arrays(predictions, references)
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(index), len(index)), dtype=np.int64)
+    for true, predicted in zip(references.tolist(), predictions.tolist(), strict=True):
+        if true in index and predicted in index:
+            matrix[index[true], index[predicted]] += 1
+    return matrix
+
+
+def f1_positive(predictions, references, positive: int = 1) -> float:
+    return float(_f1(*label_counts(predictions, references, [positive]))[0])
 
 
 def macro_f1(predictions, references, labels: list[int] | None = None) -> float:
-    from sklearn.metrics import f1_score
-
     predictions, references = _as_arrays(predictions, references)
-    return float(f1_score(references, predictions, labels=labels, average="macro", zero_division=0))
+    if labels is None:  # the labels that occur, as scikit-learn takes them
+        labels = sorted(set(np.unique(references).tolist()) | set(np.unique(predictions).tolist()))
+    return float(_f1(*label_counts(predictions, references, labels)).mean()) if len(labels) else 0.0
 
 
 def matthews_correlation(predictions, references) -> float:
-    from sklearn.metrics import matthews_corrcoef
-
+    """Matthews' correlation coefficient, multi-class (Gorodkin's R_K), 0 where it is undefined."""
     predictions, references = _as_arrays(predictions, references)
-    return float(matthews_corrcoef(references, predictions))
+    labels = sorted(set(np.unique(references).tolist()) | set(np.unique(predictions).tolist()))
+    matrix = confusion_matrix(predictions, references, labels).astype(np.float64)
+    true, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    rows, correct = matrix.sum(), np.trace(matrix)
+    covariance = correct * rows - true @ predicted
+    spread = (rows**2 - predicted @ predicted) * (rows**2 - true @ true)
+    return float(covariance / np.sqrt(spread)) if spread > 0 else 0.0
 
 
 def pearson(predictions, references) -> float:
@@ -81,13 +129,12 @@ def regression_metrics(predictions, references) -> dict[str, float]:
 
 def multilabel_metrics(predictions, references) -> dict[str, float]:
     """Multi-hot rows: micro- and macro-averaged F1 over labels, and subset accuracy (every label of the row right)."""
-    from sklearn.metrics import f1_score
-
     predictions, references = _as_arrays(predictions, references)
     references = references.astype(np.int64)
+    tp, fp, fn = label_counts(predictions, references, range(references.shape[1]))
     return {
-        "micro_f1": float(f1_score(references, predictions, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(references, predictions, average="macro", zero_division=0)),
+        "micro_f1": float(_f1(tp.sum(), fp.sum(), fn.sum())),
+        "macro_f1": float(_f1(tp, fp, fn).mean()),
         "subset_accuracy": float((predictions == references).all(axis=1).mean()) if len(references) else float("nan"),
     }
 

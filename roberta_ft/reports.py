@@ -38,13 +38,12 @@ def data_files(**sources: str | None) -> dict[str, dict[str, Any]]:
 
 def classification_report(predictions: np.ndarray, references: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     """Per-class precision/recall/F1/support and the confusion matrix (rows: true, columns: predicted)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from roberta_ft.metrics import confusion_matrix, precision_recall_f1_support
 
     labels = list(range(len(names)))
-    scores = precision_recall_fscore_support(references, predictions, labels=labels, zero_division=0)
     return {
-        "per_class": per_class_table(scores, names),
-        "confusion_matrix": confusion_matrix(references, predictions, labels=labels).tolist(),
+        "per_class": per_class_table(precision_recall_f1_support(predictions, references, labels), names),
+        "confusion_matrix": confusion_matrix(predictions, references, labels).tolist(),
         "labels": list(names),
     }
 
@@ -52,16 +51,14 @@ def classification_report(predictions: np.ndarray, references: np.ndarray, names
 def multilabel_report(predictions: np.ndarray, references: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     """Per-label precision/recall/F1/support of multi-hot rows (no confusion matrix: a row may have any number
     of labels)."""
-    from sklearn.metrics import precision_recall_fscore_support
+    from roberta_ft.metrics import precision_recall_f1_support
 
-    scores = precision_recall_fscore_support(
-        references.astype(np.int64), predictions, average=None, labels=list(range(len(names))), zero_division=0
-    )
+    scores = precision_recall_f1_support(predictions, references.astype(np.int64), range(len(names)))
     return {"per_class": per_class_table(scores, names), "labels": list(names)}
 
 
 def per_class_table(scores, names: Sequence[str]) -> dict[str, dict[str, float]]:
-    """sklearn's (precision, recall, f1, support) arrays as {label name: {metric: value}}."""
+    """(precision, recall, f1, support) arrays as {label name: {metric: value}}."""
     precision, recall, f1, support = scores
     return {
         name: {
