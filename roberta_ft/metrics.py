@@ -30,17 +30,32 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
 
 
+def _positions(values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's index in `labels`, and whether it is one of them."""
+    if not len(labels):
+        return np.zeros(len(values), dtype=np.int64), np.zeros(len(values), dtype=bool)
+    order = np.argsort(labels, kind="stable")
+    at = np.searchsorted(labels[order], values).clip(0, len(labels) - 1)
+    return order[at], labels[order][at] == values
+
+
 def label_counts(predictions, references, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(true positives, false positives, false negatives) per label of `labels`, for single-label rows
-    (1-D arrays of label ids) or multi-hot rows (2-D, a column per label of `labels`)."""
+    (1-D arrays of label ids; counted with bincount, no rows x labels array) or multi-hot rows (2-D, a column
+    per label of `labels`)."""
     predictions, references = _as_arrays(predictions, references)
     if predictions.ndim == 2:
         predicted, true = predictions.astype(bool), references.astype(bool)
-    else:
-        labels = np.asarray(labels)
-        predicted, true = predictions[:, None] == labels, references[:, None] == labels
-    tp = (predicted & true).sum(axis=0)
-    return tp, (predicted & ~true).sum(axis=0), (~predicted & true).sum(axis=0)
+        tp = (predicted & true).sum(axis=0)
+        return tp, (predicted & ~true).sum(axis=0), (~predicted & true).sum(axis=0)
+    labels = np.asarray(list(labels))
+    size = len(labels)
+    predicted, predicted_known = _positions(predictions, labels)
+    true, true_known = _positions(references, labels)
+    tp = np.bincount(predicted[predicted_known & true_known & (predictions == references)], minlength=size)
+    fp = np.bincount(predicted[predicted_known], minlength=size) - tp
+    fn = np.bincount(true[true_known], minlength=size) - tp
+    return tp, fp, fn
 
 
 def _f1(tp, fp, fn) -> np.ndarray:
@@ -56,12 +71,12 @@ def precision_recall_f1_support(predictions, references, labels) -> tuple[np.nda
 def confusion_matrix(predictions, references, labels) -> np.ndarray:
     """Counts [true label, predicted label] over `labels` (rows with a label outside them are left out)."""
     predictions, references = _as_arrays(predictions, references)
-    index = {label: i for i, label in enumerate(labels)}
-    matrix = np.zeros((len(index), len(index)), dtype=np.int64)
-    for true, predicted in zip(references.tolist(), predictions.tolist(), strict=True):
-        if true in index and predicted in index:
-            matrix[index[true], index[predicted]] += 1
-    return matrix
+    labels = np.asarray(list(labels))
+    size = len(labels)
+    predicted, predicted_known = _positions(predictions, labels)
+    true, true_known = _positions(references, labels)
+    both = predicted_known & true_known
+    return np.bincount(true[both] * size + predicted[both], minlength=size * size).reshape(size, size)
 
 
 def f1_positive(predictions, references, positive: int = 1) -> float:
