@@ -20,6 +20,34 @@ if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 
+# Under `-n`, whole files go to the workers (`--dist loadfile`) in collection order
+# (`--no-loadscope-reorder`, pyproject.toml): the longest files (measured with `--durations=0`) are
+# collected first, so the run never ends with one worker alone on a long file while the other idles.
+LONGEST_FIRST = (
+    "test_pretrain.py",
+    "test_tune.py",
+    "test_serve.py",
+    "test_glue_end_to_end.py",
+    "test_large_data.py",
+    "test_distributed.py",
+    "test_onnx.py",
+    "test_reports.py",
+    "test_resume.py",
+    "test_performance_features.py",
+    "test_fewshot.py",
+    "test_architecture.py",
+    "test_long_text.py",
+    "test_audit.py",
+    "test_glue_real.py",
+    "test_metrics.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its own order
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: an end-to-end training run (deselect with -m 'not slow')")
     if _WORKERS > 1:
