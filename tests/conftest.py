@@ -22,7 +22,7 @@ if _WORKERS > 1:
 
 # Under `-n`, whole files go to the workers (`--dist loadfile`) in collection order
 # (`--no-loadscope-reorder`, pyproject.toml): the longest files (measured with `--durations=0`) are
-# collected first, so the run never ends with one worker alone on a long file while the other idles.
+# collected first, so the run does not end with one worker alone on a long file while the other idles.
 LONGEST_FIRST = (
     "test_pretrain.py",
     "test_tune.py",
