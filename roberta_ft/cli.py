@@ -197,7 +197,7 @@ LongTextOption = Annotated[
     LongText | None,
     typer.Option(
         help="Texts over --max-length: keep the start, the head and tail, or average sliding windows "
-        "\\[default: truncate; eval/predict: as trained]."
+        "\\[default: truncate; few-shot on long texts: sliding; eval/predict: as trained]."
     ),
 ]
 StrideOption = Annotated[

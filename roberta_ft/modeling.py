@@ -72,6 +72,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def load_tokenizer(name: str, *, trust_remote_code: bool = False):
+    """A pretrained model's tokenizer alone (a Hub id or a directory), with the same offline errors."""
+    from transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer, name, trust_remote_code=trust_remote_code)
+
+
 def load_pretrained(name: str, *, head: Mapping, trust_remote_code: bool = False):
     """A tokenizer and a sequence classifier with a fresh head: `head` is its config (Problem.head())."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -110,9 +110,8 @@ def train(config: TrainConfig, progress=None, *, rows: TrainingRows | None = Non
     train_set = _read_training_rows(plan.config, task, plan.kind) if rows is None else rows.table
     method, class_rows = _choose_method(plan, train_set)
     config = plan.config
-    if method.method == "few-shot":  # its budget under the settings given (fewshot.BUDGET)
-        config = given.resolved(budget=fewshot.BUDGET)
-        logger.info("%s", fewshot.describe(len(train_set), config.batch_size, config.epochs, class_rows))
+    if method.method == "few-shot":  # its budget under the settings given (fewshot.BUDGET), windows for long texts
+        config = given.resolved(budget={**fewshot.BUDGET, **_few_shot_windows(given, config, train_set)})
     data = _with_validation(config, task, plan.kind, train_set, hold_out=method.method == "fine-tune")
     timings = {"read_seconds": round(time.perf_counter() - reading, 3)}
     problem = plan.kind.fit(
@@ -134,6 +133,11 @@ def train(config: TrainConfig, progress=None, *, rows: TrainingRows | None = Non
     tokenizing = time.perf_counter()
     train_encoded, validation_encoded = _encode(config, data, tokenizer, problem)
     timings["tokenize_seconds"] = round(time.perf_counter() - tokenizing, 3)
+    if method.method == "few-shot":  # what the contrastive phase trains on: the rows, or their windows
+        inputs = {str(label): int(n) for label, n in enumerate(np.bincount(np.asarray(train_encoded.targets)))}
+        logger.info(
+            "%s", fewshot.describe(len(train_encoded), config.batch_size, config.epochs, inputs, texts=len(data.train))
+        )
     _check_batch_split(config, accelerator.num_processes)
     scorer = problem.scorer(task, config.metric)
     produced: list[str] = []
@@ -398,6 +402,22 @@ def _choose_method(plan: _Plan, train_set):
     )
     logger.info("Method: %s (%s)", choice.method, choice.reason)
     return choice, class_rows
+
+
+def _few_shot_windows(given: TrainConfig, config: TrainConfig, train_set) -> dict[str, Any]:
+    """Few-shot on long single texts with --long-text not given: the settings that read them as windows
+    (fewshot.window_budget), logged; else nothing."""
+    from roberta_ft import fewshot, modeling
+
+    if given.long_text is not None or "text_pair" in train_set.column_names:
+        return {}
+    tokenizer = modeling.load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    found = fewshot.window_budget(tokenizer, list(train_set["text"]), config.max_length)
+    if found is None:
+        return {}
+    settings, reason = found
+    logger.info("%s", reason)
+    return settings
 
 
 def _with_validation(config: TrainConfig, task: Task, kind: type[problems.Problem], train_set, *, hold_out: bool):

@@ -56,10 +56,41 @@ def test_the_choice_and_its_budget_go_into_the_run(work, tmp_path):
     # No validation share is held out; the few-shot budget fills what was not given (--epochs was).
     assert record["num_train_examples"] == 16 and record["num_validation_examples"] == 0
     assert record["config"]["epochs"] == 2 and record["config"]["weight_decay"] == fewshot.BUDGET["weight_decay"]
+    assert record["config"]["long_text"] == "truncate"  # short texts: no windows
     fine = tmp_path / "fine"
     train(str(work / "train16.csv"), "--model", str(work / "start"), "-o", str(fine), "--method", "fine-tune")
     record = run_config(fine)
     assert record["method"]["name"] == "fine-tune" and record["num_validation_examples"] > 0
+
+
+def test_long_texts_are_read_as_windows_with_the_epochs_cut_unless_long_text_is_given(work, tmp_path):
+    windows = tmp_path / "windows"
+    args = [str(work / "train16.csv"), "--model", str(work / "start"), "--max-length", "8"]
+    result = runner.invoke(app, ["train", *args, "-o", str(windows)])
+    assert result.exit_code == 0, result.output
+    log = " ".join(result.stderr.split())  # rich wraps log lines
+    assert "16 of 16 training texts are longer than --max-length 8 tokens" in log, log
+    assert "pass --long-text truncate" in log
+    config = run_config(windows)["config"]
+    assert config["long_text"] == "sliding" and config["stride"] == 4  # min(16, half the window)
+    # The contrastive phase: about 20 epochs' steps over whole texts, at least MIN_WINDOW_EPOCHS.
+    from transformers import AutoTokenizer
+
+    texts = [line.split(",")[0] for line in (work / "train16.csv").read_text().splitlines()[1:]]
+    tokenizer = AutoTokenizer.from_pretrained(work / "start")
+    count = len(tokenizer(texts, truncation=True, max_length=8, stride=4, return_overflowing_tokens=True)["input_ids"])
+    assert count > 2 * len(texts)
+    assert config["epochs"] == max(fewshot.MIN_WINDOW_EPOCHS, round(20 * len(texts) / count))
+    # The model keeps the reading: eval scores windows by default.
+    evaluated = runner.invoke(app, ["--quiet", "eval", str(windows), str(work / "dev.csv"), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["metrics"]["accuracy"] > 0
+    # --long-text given (or --epochs): what was given wins.
+    kept = tmp_path / "kept"
+    result = runner.invoke(app, ["train", *args, "-o", str(kept), "--long-text", "truncate", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "longer than --max-length" not in result.stderr
+    assert run_config(kept)["config"]["long_text"] == "truncate" and run_config(kept)["config"]["epochs"] == 1
 
 
 def test_a_run_without_validation_rows_says_so_instead_of_a_best_score(work, tmp_path):
