@@ -409,8 +409,8 @@ def _few_shot_windows(given: TrainConfig, config: TrainConfig, train_set) -> dic
     (fewshot.window_budget), logged; else nothing."""
     from roberta_ft import fewshot, modeling
 
-    if given.long_text is not None or "text_pair" in train_set.column_names:
-        return {}
+    if given.long_text is not None or "text_pair" in train_set.column_names or config.is_tiny:
+        return {}  # (tiny's tokenizer is learnt from the texts later)
     tokenizer = modeling.load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     found = fewshot.window_budget(tokenizer, list(train_set["text"]), config.max_length)
     if found is None:
