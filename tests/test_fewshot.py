@@ -91,6 +91,12 @@ def test_long_texts_are_read_as_windows_with_the_epochs_cut_unless_long_text_is_
     assert result.exit_code == 0, result.output
     assert "longer than --max-length" not in result.stderr
     assert run_config(kept)["config"]["long_text"] == "truncate" and run_config(kept)["config"]["epochs"] == 1
+    # --model tiny learns its tokenizer from the texts later: nothing to count windows with, no Hub lookup.
+    tiny = tmp_path / "tiny"
+    result = runner.invoke(app, ["train", *args[:1], "--model", "tiny", "--method", "few-shot", "--max-length", "8",
+                                 "-o", str(tiny), "--epochs", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert run_config(tiny)["config"]["long_text"] == "truncate"
 
 
 def test_a_run_without_validation_rows_says_so_instead_of_a_best_score(work, tmp_path):
