@@ -113,6 +113,7 @@ class Backend(str, Enum):
 
 class Quantize(str, Enum):
     int8 = "int8"
+    int8_blockwise = "int8-blockwise"
     int8_full = "int8-full"
     none = "none"
 
@@ -888,8 +889,10 @@ def export(
     quantize: Annotated[
         Quantize | None,
         typer.Option(
-            help="Also write an int8 model (dynamic quantization; the residual projections stay fp32) "
-            "\\[default: int8]; int8-full: every matrix product in int8 (faster, less accurate); none: fp32 only."
+            help="Also write an int8 model \\[default: int8: blockwise for a few-shot model, else dynamic with the "
+            "residual projections in fp32]; int8-blockwise: the weight products in 8-bit blocks, activations "
+            "quantized per row and block (most labels kept); int8-full: dynamic int8 everywhere (fastest, least "
+            "accurate); none: fp32 only."
         ),
     ] = None,
     verify_texts: Annotated[

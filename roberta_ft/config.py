@@ -471,9 +471,10 @@ class PredictConfig(_Settings):
 class ExportConfig(_Settings):
     model_dir: str
     output: str | None = setting(None)  # None: into model_dir, beside its config.json and tokenizer
-    # int8: model.onnx and model_quantized.onnx (the residual projections kept in fp32, export.py);
-    # int8-full: every matrix product in int8 (faster, less accurate); none: model.onnx only
-    quantize: str = setting("int8", OneOf(("int8", "int8-full", "none")))
+    # int8: model.onnx and model_quantized.onnx (blockwise for a few-shot model, else dynamic with the residual
+    # projections in fp32: export.int8_scheme); int8-blockwise: blockwise for any model; int8-full: dynamic int8
+    # everywhere (faster, less accurate); none: model.onnx only
+    quantize: str = setting("int8", OneOf(("int8", "int8-blockwise", "int8-full", "none")))
     verify_texts: str | None = setting(None)  # a text file (one text per line) to check on; None: built-in samples
     overwrite: bool = setting(False)
     trust_remote_code: bool = setting(False)

@@ -1,6 +1,6 @@
 """A trained model as an ONNX graph, run by ONNX Runtime: the `onnx` inference backend.
 
-`roberta-ft export MODEL_DIR` writes ``model.onnx`` (fp32) and ``model_quantized.onnx`` (int8 dynamic
+`roberta-ft export MODEL_DIR` writes ``model.onnx`` (fp32) and ``model_quantized.onnx`` (int8
 quantization) beside config.json and the tokenizer, the layout Hugging Face Optimum reads. This module
 finds those files, checks the extra is installed, and runs them: it imports onnxruntime, numpy and
 the `tokenizers` library only (neither torch nor transformers), so `predict --backend onnx` starts in

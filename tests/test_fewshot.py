@@ -187,8 +187,15 @@ def test_the_output_is_a_standard_model_directory(work, tmp_path):
     pytest.importorskip("onnxruntime")
     exported = runner.invoke(app, ["--quiet", "export", str(output), "--json"])
     assert exported.exit_code == 0, exported.output
-    checks = json.loads(exported.stdout)["checks"]
-    assert checks["fp32"]["labels_agree"] == 1.0 and checks["fp32"]["max_abs_diff"] < 1e-3
+    record = json.loads(exported.stdout)
+    assert record["checks"]["fp32"]["labels_agree"] == 1.0 and record["checks"]["fp32"]["max_abs_diff"] < 1e-3
+    # A few-shot model's int8 file is blockwise (per-row activation scales), and predicts through the onnx backend.
+    assert record["int8_scheme"] == "blockwise" and record["blockwise_int8"]
+    result = runner.invoke(
+        app, ["--quiet", "predict", str(output), str(tmp_path / "t.txt"), "--backend", "onnx", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["predictions"]) == len(texts)
 
 
 @pytest.mark.slow

@@ -179,43 +179,56 @@ def test_export_round_trip_and_int8(models, tmp_path):
     assert agree >= 0.9  # int8 keeps the labels of a clearly separable task
 
 
-def test_int8_keeps_the_residual_projections_in_fp32_and_int8_full_does_not(models, tmp_path):
+def test_int8_schemes_dynamic_for_a_fine_tuned_model_blockwise_and_full(models, tmp_path):
     import onnx
 
     from roberta_ft.export import export
 
     model = models["single"]
     layers = json.loads((model / "config.json").read_text())["num_hidden_layers"]
+
+    def nodes(path: Path) -> list:
+        return list(onnx.load(str(path)).graph.node)
+
+    # A fine-tuned model: dynamic, the two residual projections of each layer kept in fp32.
     record = json.loads((model / "onnx_export.json").read_text())
     kept = record["kept_fp32"]
-    # Per layer: the attention output and the feed-forward output projection.
-    assert len(kept) == 2 * layers and "kept in fp32" in record["quantization"]
-
-    def float_matmuls(path: Path) -> set[str]:
-        return {node.name for node in onnx.load(str(path)).graph.node if node.op_type == "MatMul"}
-
-    assert set(kept) <= float_matmuls(model / "model_quantized.onnx")
+    assert record["int8_scheme"] == "dynamic" and len(kept) == 2 * layers and "in fp32" in record["quantization"]
+    assert set(kept) <= {node.name for node in nodes(model / "model_quantized.onnx") if node.op_type == "MatMul"}
+    assert record["blockwise_int8"] == []
+    # int8-blockwise: every matrix product with a weight is an 8-bit MatMulNBits at accuracy level 4 (int8
+    # arithmetic, activations quantized per row and block); none is left a float MatMul.
+    fp32 = onnx.load(str(model / "model.onnx")).graph
+    weights = {initializer.name for initializer in fp32.initializer}
+    products = {node.name for node in fp32.node if node.op_type == "MatMul" and node.input[1] in weights}
+    blockwise = tmp_path / "blockwise"
+    export(ExportConfig(model_dir=str(model), output=str(blockwise), quantize="int8-blockwise"))
+    record = json.loads((blockwise / "onnx_export.json").read_text())
+    assert record["int8_scheme"] == "blockwise" and set(record["blockwise_int8"]) == products
+    quantized = [node for node in nodes(blockwise / "model_quantized.onnx") if node.op_type == "MatMulNBits"]
+    assert len(quantized) == len(products) and "MatMulNBits" in record["quantization"]
+    for node in quantized:
+        attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+        assert attributes["bits"] == 8 and attributes["accuracy_level"] == 4
+    assert not {node.name for node in nodes(blockwise / "model_quantized.onnx") if node.op_type == "MatMul"} & products
+    # int8-full: every product dynamic, nothing kept.
     full = tmp_path / "full"
     export(ExportConfig(model_dir=str(model), output=str(full), quantize="int8-full"))
     record = json.loads((full / "onnx_export.json").read_text())
-    assert record["kept_fp32"] == [] and "kept in fp32" not in record["quantization"]
-    assert not set(kept) & float_matmuls(full / "model_quantized.onnx")
+    assert record["int8_scheme"] == "full" and record["kept_fp32"] == [] and record["blockwise_int8"] == []
+    assert not set(kept) & {node.name for node in nodes(full / "model_quantized.onnx") if node.op_type == "MatMul"}
     texts = _texts(tmp_path / "in.txt", "single")
     from roberta_ft.predict import predict
 
-    for directory, name in ((model, "kept"), (full, "full")):
+    for directory, name in ((model, "dynamic"), (blockwise, "blockwise"), (full, "full")):
         predict(
             PredictConfig(
                 model_dir=str(directory), input=str(texts), output=str(tmp_path / f"{name}.jsonl"), backend="onnx"
             )
         )
-    agree = np.mean(
-        [
-            a.get("label") == b.get("label")
-            for a, b in zip(_rows(tmp_path / "kept.jsonl"), _rows(tmp_path / "full.jsonl"), strict=True)
-        ]
-    )
-    assert agree >= 0.9
+    for name in ("dynamic", "full"):  # the int8 files label a clearly separable task alike
+        pairs = zip(_rows(tmp_path / "blockwise.jsonl"), _rows(tmp_path / f"{name}.jsonl"), strict=True)
+        assert np.mean([a.get("label") == b.get("label") for a, b in pairs]) >= 0.9, name
 
 
 def test_export_to_another_folder_makes_a_model_dir_for_the_onnx_backend(models, tmp_path):
