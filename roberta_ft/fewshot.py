@@ -102,17 +102,11 @@ def window_budget(tokenizer, texts: list[str], max_length: int) -> tuple[dict[st
     that says why; None when at most half of the training texts are longer than `max_length` tokens."""
     if not texts:
         return None
+    from roberta_ft.data.tokens import tokenize
+
     stride = min(WINDOW_STRIDE, max_length // 2)
-    encoded = tokenizer(
-        list(texts),
-        truncation=True,
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )
-    per_text = np.bincount(np.asarray(encoded["overflow_to_sample_mapping"]), minlength=len(texts))
+    _, _, owners, _ = tokenize(tokenizer, texts, None, max_length, "sliding", stride)
+    per_text = np.bincount(owners, minlength=len(texts))
     long = int((per_text > 1).sum())
     if 2 * long <= len(texts):
         return None
