@@ -1,10 +1,11 @@
-"""`roberta_ft.export.export(config)`: a trained model as ONNX (fp32, and int8 dynamic quantization), verified.
+"""`roberta_ft.export.export(config)`: a trained model as ONNX (fp32, and int8), verified.
 
 Steps: the torch model (fp32, CPU) is exported with dynamic batch and sequence axes (pairs keep their
 token type ids when the model has them; the last layer computes the first token only, as in
 training and prediction), fused with ONNX Runtime's transformer optimizer where the architecture is
-one it knows (BERT/RoBERTa: attention, LayerNorm and GELU fusions), quantized to int8 (dynamic: int8
-weights, activations quantized per batch at run time), and checked: the logits of each ONNX file
+one it knows (BERT/RoBERTa: attention, LayerNorm and GELU fusions), quantized to int8 (`int8_scheme`:
+dynamic, activations quantized per batch at run time, for a fine-tuned model; blockwise, per row and block,
+for a few-shot model), and checked: the logits of each ONNX file
 against torch's on sample texts, the largest difference printed. A failed check is an error and
 leaves nothing behind. The files land beside config.json and the tokenizer, as Optimum lays them out
 (``model.onnx``, ``model_quantized.onnx``), with ``onnx_export.json`` recording what was done.
