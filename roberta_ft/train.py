@@ -264,10 +264,15 @@ def _few_shot(fit: _Fit, problem: problems.Problem):
         fit.model, fit.train, accelerator=fit.accelerator, pad_id=fit.pad_id, batch_size=config.eval_batch_size,
         seed=config.seed,
     )  # fmt: skip
-    history.train_seconds += time.perf_counter() - started
     logger.info(
         "Few-shot head: logistic regression on %d rows, training accuracy %.4f", head["rows"], head["train_accuracy"]
     )
+    tuned = fewshot.end_to_end(fit.model, fit.train, accelerator=fit.accelerator, pad_id=fit.pad_id, seed=config.seed)
+    history.train_seconds += time.perf_counter() - started
+    logger.info(
+        "Few-shot end to end: %d steps (%d epochs, batches of %d), last loss %.4f",
+        tuned["steps"], tuned["epochs"], tuned["batch_size"], tuned["last_loss"],
+    )  # fmt: skip
     last = history.epochs[-1] if history.epochs else {"epoch": 0, "step": 0, "train_loss": float("nan")}
     record = {"epoch": last["epoch"], "step": last["step"], "train_loss": last["train_loss"]}
     if len(fit.validation):
@@ -277,7 +282,7 @@ def _few_shot(fit: _Fit, problem: problems.Problem):
         record.update(fit.watcher.metrics(logits))
     history.best = record
     _best_saver(fit)(fit.accelerator.unwrap_model(fit.model), record)
-    return history, {"few_shot": {"head": head, "contrastive_epochs": len(history.epochs)}}
+    return history, {"few_shot": {"head": head, "contrastive_epochs": len(history.epochs), "end_to_end": tuned}}
 
 
 def _calibrate(fit: _Fit, problem: problems.Problem) -> tuple[problems.Problem, dict[str, Any]]:

@@ -172,6 +172,47 @@ def test_the_mean_pooling_layer_pools_the_mean_into_the_first_token(work):
     assert model.config.num_hidden_layers == len(model.base_model.encoder.layer)
 
 
+def test_the_end_to_end_phase_trains_the_encoder_and_final_layer_only_and_repeats_exactly(work):
+    import contextlib
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from roberta_ft.data.tokens import Encoded
+
+    class Accelerator:  # what the phase asks of accelerate's Accelerator, on the CPU
+        device = torch.device("cpu")
+
+        def unwrap_model(self, model):
+            return model
+
+        def autocast(self):
+            return contextlib.nullcontext()
+
+    tokenizer = AutoTokenizer.from_pretrained(work / "start")
+    texts = ["the movie was great and lovely", "a dull and awful plot", "superb acting", "boring and bad"] * 4
+    data = Encoded(input_ids=tokenizer(texts)["input_ids"], targets=np.array([1, 0, 1, 0] * 4))
+
+    def tuned():
+        model = AutoModelForSequenceClassification.from_pretrained(work / "start")
+        fewshot.add_mean_pooling_layer(model)
+        before = {name: value.clone() for name, value in model.state_dict().items()}
+        result = fewshot.end_to_end(model, data, accelerator=Accelerator(), pad_id=tokenizer.pad_token_id, seed=3)
+        return model, before, result
+
+    model, before, result = tuned()
+    after = model.state_dict()
+    changed = {name for name in after if not torch.equal(after[name], before[name])}
+    last = len(model.base_model.encoder.layer) - 1
+    assert any(name.startswith("roberta.encoder.layer.0.") for name in changed)
+    assert {"classifier.out_proj.weight", "classifier.out_proj.bias"} <= changed
+    assert not [name for name in changed if f"layer.{last}." in name or "embeddings" in name or "dense" in name
+                and name.startswith("classifier.")]  # fmt: skip
+    assert result["steps"] == fewshot.END_TO_END["epochs"] and not model.training  # 16 rows: one batch an epoch
+    assert all(parameter.requires_grad for parameter in model.parameters())  # as it found them
+    again, _, _ = tuned()  # seeded: the same start gives the same model, bit for bit
+    assert all(torch.equal(value, again.state_dict()[name]) for name, value in after.items())
+
+
 def test_the_output_is_a_standard_model_directory(work, tmp_path):
     from transformers import pipeline
 
