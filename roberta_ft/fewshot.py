@@ -215,25 +215,33 @@ def contrastive_setup(model) -> Iterator[None]:
     layer off (the features compared are the head's own, not a dropped-out copy)."""
     import torch
 
-    fixed = _fixed_parameters(model)
-    states = [(parameter, parameter.requires_grad) for parameter in fixed]
     head_dropouts = [
         module
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Dropout) and name in ("dropout", "classifier.dropout")
     ]
     rates = [(module, module.p) for module in head_dropouts]
-    for parameter in fixed:
-        parameter.requires_grad_(False)
     for module in head_dropouts:
         module.p = 0.0
+    try:
+        with _frozen(_fixed_parameters(model)):
+            yield
+    finally:
+        for module, rate in rates:
+            module.p = rate
+
+
+@contextlib.contextmanager
+def _frozen(parameters) -> Iterator[None]:
+    """`parameters` fixed (requires_grad off) within the block, each as it was after it."""
+    states = [(parameter, parameter.requires_grad) for parameter in parameters]
+    for parameter, _ in states:
+        parameter.requires_grad_(False)
     try:
         yield
     finally:
         for parameter, requires_grad in states:
             parameter.requires_grad_(requires_grad)
-        for module, rate in rates:
-            module.p = rate
 
 
 @contextlib.contextmanager
@@ -361,11 +369,7 @@ def end_to_end(model, data, *, accelerator, pad_id: int, seed: int) -> dict[str,
     bare = accelerator.unwrap_model(model)
     trainable = [p for layer in list(bare.base_model.encoder.layer)[:-1] for p in layer.parameters()]
     trainable += list(_final_linear(bare).parameters())
-    states = [(parameter, parameter.requires_grad) for parameter in bare.parameters()]
-    for parameter in bare.parameters():
-        parameter.requires_grad_(False)
-    for parameter in trainable:
-        parameter.requires_grad_(True)
+    chosen = {id(parameter) for parameter in trainable}
     budget = END_TO_END
     optimizer = torch.optim.AdamW(trainable, lr=budget["learning_rate"], weight_decay=budget["weight_decay"])
     targets = torch.as_tensor(np.asarray(data.targets))
@@ -374,22 +378,21 @@ def end_to_end(model, data, *, accelerator, pad_id: int, seed: int) -> dict[str,
     losses: list[float] = []
     bare.train()
     try:
-        for _ in range(budget["epochs"]):
-            order = order_rng.permutation(len(data))
-            for start in range(0, len(order), budget["batch_size"]):
-                indices = order[start : start + budget["batch_size"]]
-                batch = device_batch(data, indices, pad_id, accelerator)
-                with accelerator.autocast():
-                    logits = bare(**batch).logits
-                loss = torch.nn.functional.cross_entropy(logits.float(), targets[indices].to(logits.device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss))
+        with _frozen([parameter for parameter in bare.parameters() if id(parameter) not in chosen]):
+            for _ in range(budget["epochs"]):
+                order = order_rng.permutation(len(data))
+                for start in range(0, len(order), budget["batch_size"]):
+                    indices = order[start : start + budget["batch_size"]]
+                    batch = device_batch(data, indices, pad_id, accelerator)
+                    with accelerator.autocast():
+                        logits = bare(**batch).logits
+                    loss = torch.nn.functional.cross_entropy(logits.float(), targets[indices].to(logits.device))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    losses.append(float(loss))
     finally:
         bare.eval()
-        for parameter, requires_grad in states:
-            parameter.requires_grad_(requires_grad)
     return {**budget, "steps": len(losses), "last_loss": losses[-1] if losses else float("nan")}
 
 

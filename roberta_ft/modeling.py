@@ -81,9 +81,9 @@ def load_tokenizer(name: str, *, trust_remote_code: bool = False):
 
 def load_pretrained(name: str, *, head: Mapping, trust_remote_code: bool = False):
     """A tokenizer and a sequence classifier with a fresh head: `head` is its config (Problem.head())."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    tokenizer = _from_pretrained(AutoTokenizer, name, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(name, trust_remote_code=trust_remote_code)
     model = _from_pretrained(
         AutoModelForSequenceClassification,
         name,

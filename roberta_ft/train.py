@@ -108,7 +108,7 @@ def train(config: TrainConfig, progress=None, *, rows: TrainingRows | None = Non
     # --- data, the method (fine-tune or few-shot) and labels ------------------------------------------
     reading = time.perf_counter()
     train_set = _read_training_rows(plan.config, task, plan.kind) if rows is None else rows.table
-    method, class_rows = _choose_method(plan, train_set)
+    method = _choose_method(plan, train_set)
     config = plan.config
     if method.method == "few-shot":  # its budget under the settings given (fewshot.BUDGET), windows for long texts
         config = given.resolved(budget={**fewshot.BUDGET, **_few_shot_windows(given, config, train_set)})
@@ -406,7 +406,7 @@ def _choose_method(plan: _Plan, train_set):
         class_rows=class_rows,
     )
     logger.info("Method: %s (%s)", choice.method, choice.reason)
-    return choice, class_rows
+    return choice
 
 
 def _few_shot_windows(given: TrainConfig, config: TrainConfig, train_set) -> dict[str, Any]:
