@@ -374,6 +374,8 @@ def _quantize(source: Path, target: Path, scheme: str) -> dict[str, Any]:
 def _quantize_blockwise(source: Path, target: Path) -> list[str]:
     """Every MatMul of `source` with a weight as an 8-bit MatMulNBits, into `target`; returns their names."""
     import onnx
+
+    require("onnx_ir")  # the quantizer imports it (the onnx extra installs it)
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(source))

@@ -231,6 +231,17 @@ def test_int8_schemes_dynamic_for_a_fine_tuned_model_blockwise_and_full(models, 
         assert np.mean([a.get("label") == b.get("label") for a, b in pairs]) >= 0.9, name
 
 
+def test_blockwise_without_onnx_ir_is_one_line_and_writes_nothing(models, tmp_path, monkeypatch):
+    from roberta_ft.errors import ConfigError
+    from roberta_ft.export import export
+
+    monkeypatch.setitem(sys.modules, "onnx_ir", None)  # as if the package were not installed
+    target = tmp_path / "out"
+    with pytest.raises(ConfigError, match="'onnx_ir' package"):
+        export(ExportConfig(model_dir=str(models["single"]), output=str(target), quantize="int8-blockwise"))
+    assert not (target / "model.onnx").exists() and not (target / "model_quantized.onnx").exists()
+
+
 def test_export_to_another_folder_makes_a_model_dir_for_the_onnx_backend(models, tmp_path):
     from roberta_ft.export import export
     from roberta_ft.predict import predict
