@@ -105,6 +105,9 @@ def export(config: ExportConfig) -> ExportResult:
         raise ConfigError(f"{existing[0]} already exists", "pass --overwrite to replace it")
     run = artifacts.read_run_config(model_dir)
     texts, pairs = _verification_texts(config.verify_texts, pair=bool(run.get("text_pair")))
+    scheme, why = int8_scheme(config.quantize, run) if config.quantize != "none" else (None, "")
+    if scheme == "blockwise":
+        require("onnx_ir")  # the blockwise quantizer imports it (the onnx extra installs it): checked before any work
 
     import torch
 
@@ -124,8 +127,7 @@ def export(config: ExportConfig) -> ExportResult:
         fused = _fuse(raw, scratch / FP32_FILE, model.config)
         files = {"fp32": scratch / FP32_FILE}
         quantized: dict[str, Any] = {}
-        if config.quantize != "none":
-            scheme, why = int8_scheme(config.quantize, run)
+        if scheme is not None:
             logger.info("int8: %s (%s)", scheme, why)
             quantized = _quantize(files["fp32"], scratch / INT8_FILE, scheme)
             files["int8"] = scratch / INT8_FILE
@@ -377,8 +379,6 @@ def _quantize(source: Path, target: Path, scheme: str) -> dict[str, Any]:
 def _quantize_blockwise(source: Path, target: Path) -> list[str]:
     """Every MatMul of `source` with a weight as an 8-bit MatMulNBits, into `target`; returns their names."""
     import onnx
-
-    require("onnx_ir")  # the quantizer imports it (the onnx extra installs it)
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(source))
