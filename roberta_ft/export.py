@@ -154,6 +154,7 @@ def export(config: ExportConfig) -> ExportResult:
         "int8_scheme": quantized.get("scheme"),
         "kept_fp32": quantized.get("kept_fp32"),
         "blockwise_int8": quantized.get("blockwise"),
+        "int8_block_size": BLOCKWISE_BLOCK if quantized.get("scheme") == "blockwise" else None,
     }
     record = {"roberta_ft_version": __version__, "files": placed, "checks": checks, **details}
     record["versions"] = _versions()

@@ -182,7 +182,7 @@ def test_export_round_trip_and_int8(models, tmp_path):
 def test_int8_schemes_dynamic_for_a_fine_tuned_model_blockwise_and_full(models, tmp_path):
     import onnx
 
-    from roberta_ft.export import export
+    from roberta_ft.export import BLOCKWISE_BLOCK, export
 
     model = models["single"]
     layers = json.loads((model / "config.json").read_text())["num_hidden_layers"]
@@ -210,6 +210,7 @@ def test_int8_schemes_dynamic_for_a_fine_tuned_model_blockwise_and_full(models, 
     for node in quantized:
         attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
         assert attributes["bits"] == 8 and attributes["accuracy_level"] == 4
+        assert attributes["block_size"] == record["int8_block_size"] == BLOCKWISE_BLOCK
     assert not {node.name for node in nodes(blockwise / "model_quantized.onnx") if node.op_type == "MatMul"} & products
     # int8-full: every product dynamic, nothing kept.
     full = tmp_path / "full"
