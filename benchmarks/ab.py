@@ -1,16 +1,20 @@
 """Two installations of our CLI side by side (before and after a change), alternating, on the benchmark's inputs.
 
     python benchmarks/ab.py --a "/path/to/old-venv/bin/roberta-ft" --b roberta-ft --repeats 3
+    python benchmarks/ab.py --a ... --b ... --train-rows all      # every SST-2 training row (67,349)
 
-Each repeat trains MiniLM once with each command (the benchmark's settings: 4,000 SST-2 rows, 1 epoch,
-batch 32, lr 5e-5, max length 128) and predicts the 8,000 benchmark lines with each trained model,
-A first on even repeats and B first on odd ones. It prints the medians, B ÷ A, whether the two gave
-the same dev accuracy and the same predicted labels, and writes `ab.json` in the work dir.
+Each repeat trains MiniLM once with each command (the benchmark's settings: 4,000 SST-2 rows, or
+--train-rows, 1 epoch, batch 32, lr 5e-5, max length 128) and predicts the 8,000 benchmark lines with
+each trained model, A first on even repeats and B first on odd ones. It prints the medians, B ÷ A,
+whether the two gave the same dev accuracy and the same predicted labels, the training method each
+side's run_config.json records (fine-tune or few-shot; none before there was a choice), and writes
+`ab.json` in the work dir.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import statistics
@@ -19,7 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_SHARED_DIR, DEFAULT_WORK_DIR, require_shared, resolve_model, write_inputs  # noqa: E402
+from common import (  # noqa: E402
+    DEFAULT_SHARED_DIR,
+    DEFAULT_WORK_DIR,
+    FULL_TRAIN_ROWS,
+    SST2_RELATIVE,
+    _write_csv,
+    read_sst2_tsv,
+    require_shared,
+    resolve_model,
+    write_inputs,
+)
 from run import read_ours_labels, run_ours_predict, run_ours_train  # noqa: E402
 
 
@@ -28,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--a", required=True, help="command of the first installation (e.g. the one before)")
     parser.add_argument("--b", required=True, help="command of the second installation (e.g. the one after)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--train-rows",
+        default=str(FULL_TRAIN_ROWS),
+        help=f"SST-2 training rows to train on, or 'all' (default {FULL_TRAIN_ROWS}); prediction lines stay the same",
+    )
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED_DIR)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR / "ab")
@@ -35,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = parser.parse_args(argv)
     shared = require_shared(settings.shared)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
-    inputs = write_inputs(shared, settings.work_dir, train_rows=4000, predict_lines=8000)
+    inputs = write_inputs(shared, settings.work_dir, train_rows=FULL_TRAIN_ROWS, predict_lines=8000)
+    if settings.train_rows != str(FULL_TRAIN_ROWS):
+        inputs = _with_train_rows(shared, settings.work_dir, inputs, settings.train_rows)
     model_dir = resolve_model(settings.model, shared, settings.work_dir)
     commands = {"a": shlex.split(settings.a), "b": shlex.split(settings.b)}
     runs: dict[str, list[dict]] = {"a": [], "b": []}
@@ -48,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             predicted = run_ours_predict(settings, output, inputs.predict_txt, labels)
             runs[side].append(
                 {
+                    "method": _method(output),
                     "train": trained,
                     "predict": predicted,
                     "labels": read_ours_labels(labels) if labels.exists() else None,
@@ -55,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"[{repeat}] {side}: train {trained['speed']:.1f} samples/s, acc {trained['dev_accuracy']}, "
-                f"predict {predicted['speed']:.1f} texts/s",
+                f"predict {predicted['speed']:.1f} texts/s, method {runs[side][-1]['method']}",
                 flush=True,
             )
     summary = {}
@@ -63,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         medians = {side: statistics.median(run[phase]["speed"] for run in runs[side]) for side in runs}
         summary[phase] = {**medians, "b_over_a": medians["b"] / medians["a"]}
     summary["dev_accuracy"] = {side: [run["train"]["dev_accuracy"] for run in runs[side]] for side in runs}
+    summary["method"] = {side: sorted({str(run["method"]) for run in runs[side]}) for side in runs}
+    summary["train_rows"] = inputs.train_rows
     last_a, last_b = runs["a"][-1]["labels"], runs["b"][-1]["labels"]
     summary["labels_agree"] = (
         sum(x == y for x, y in zip(last_a, last_b, strict=True)) / len(last_a) if last_a and last_b else None
@@ -70,6 +94,27 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary, indent=2))
     (settings.work_dir / "ab.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2, default=str))
     return 0
+
+
+def _with_train_rows(shared: Path, work_dir: Path, inputs, train_rows: str):
+    """The same dev set and prediction lines, trained on the first N SST-2 training rows (or all of them)."""
+    rows = read_sst2_tsv(shared / SST2_RELATIVE / "train.tsv")
+    if train_rows != "all":
+        if not train_rows.isdigit() or not 0 < int(train_rows) <= len(rows):
+            raise SystemExit(f"--train-rows: expected 1..{len(rows)} or 'all', got {train_rows!r}")
+        rows = rows[: int(train_rows)]
+    train_csv = work_dir / f"sst2_train_{len(rows)}.csv"
+    _write_csv(train_csv, rows)
+    return dataclasses.replace(inputs, train_csv=train_csv, train_rows=len(rows))
+
+
+def _method(model_dir: Path) -> str | None:
+    """The method the run recorded in run_config.json (None where the installation had no choice of method)."""
+    try:
+        record = json.loads((model_dir / "run_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return (record.get("method") or {}).get("name")
 
 
 if __name__ == "__main__":
