@@ -4,17 +4,16 @@
     python benchmarks/ab.py --a ... --b ... --train-rows all      # every SST-2 training row (67,349)
 
 Each repeat trains MiniLM once with each command (the benchmark's settings: 4,000 SST-2 rows, or
---train-rows, 1 epoch, batch 32, lr 5e-5, max length 128) and predicts the 8,000 benchmark lines with
-each trained model, A first on even repeats and B first on odd ones. It prints the medians, B ÷ A,
-whether the two gave the same dev accuracy and the same predicted labels, the training method each
-side's run_config.json records (fine-tune or few-shot; none before there was a choice), and writes
-`ab.json` in the work dir.
+--train-rows, 1 epoch, batch 32, lr 5e-5, max length 128) and predicts the 8,000 benchmark lines (with
+`all`, they are among the training rows) with each trained model, A first on even repeats and B first on
+odd ones. It prints the medians, B ÷ A, whether the two gave the same dev accuracy and the same predicted
+labels, the training method each side's run_config.json records (fine-tune or few-shot; none before there
+was a choice), and writes `ab.json` in the work dir.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import statistics
@@ -27,9 +26,6 @@ from common import (  # noqa: E402
     DEFAULT_SHARED_DIR,
     DEFAULT_WORK_DIR,
     FULL_TRAIN_ROWS,
-    SST2_RELATIVE,
-    _write_csv,
-    read_sst2_tsv,
     require_shared,
     resolve_model,
     write_inputs,
@@ -44,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--train-rows",
-        default=str(FULL_TRAIN_ROWS),
-        help=f"SST-2 training rows to train on, or 'all' (default {FULL_TRAIN_ROWS}); prediction lines stay the same",
+        type=_train_rows,
+        default=FULL_TRAIN_ROWS,
+        help=f"SST-2 training rows to train on, or 'all' (default {FULL_TRAIN_ROWS})",
     )
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED_DIR)
@@ -54,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = parser.parse_args(argv)
     shared = require_shared(settings.shared)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
-    inputs = write_inputs(shared, settings.work_dir, train_rows=FULL_TRAIN_ROWS, predict_lines=8000)
-    if settings.train_rows != str(FULL_TRAIN_ROWS):
-        inputs = _with_train_rows(shared, settings.work_dir, inputs, settings.train_rows)
+    try:
+        inputs = write_inputs(shared, settings.work_dir, train_rows=settings.train_rows, predict_lines=8000)
+    except ValueError as error:
+        parser.error(f"--train-rows: {error}")
     model_dir = resolve_model(settings.model, shared, settings.work_dir)
     commands = {"a": shlex.split(settings.a), "b": shlex.split(settings.b)}
     runs: dict[str, list[dict]] = {"a": [], "b": []}
@@ -96,16 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _with_train_rows(shared: Path, work_dir: Path, inputs, train_rows: str):
-    """The same dev set and prediction lines, trained on the first N SST-2 training rows (or all of them)."""
-    rows = read_sst2_tsv(shared / SST2_RELATIVE / "train.tsv")
-    if train_rows != "all":
-        if not train_rows.isdigit() or not 0 < int(train_rows) <= len(rows):
-            raise SystemExit(f"--train-rows: expected 1..{len(rows)} or 'all', got {train_rows!r}")
-        rows = rows[: int(train_rows)]
-    train_csv = work_dir / f"sst2_train_{len(rows)}.csv"
-    _write_csv(train_csv, rows)
-    return dataclasses.replace(inputs, train_csv=train_csv, train_rows=len(rows))
+def _train_rows(value: str) -> int | None:
+    """--train-rows: a positive count, or 'all' (None: every training row)."""
+    if value == "all":
+        return None
+    if not value.isdigit() or int(value) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of rows or 'all', got {value!r}")
+    return int(value)
 
 
 def _method(model_dir: Path) -> str | None:

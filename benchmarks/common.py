@@ -92,27 +92,31 @@ class BenchmarkInputs:
 def write_inputs(
     shared_dir: Path,
     work_dir: Path,
-    train_rows: int = FULL_TRAIN_ROWS,
+    train_rows: int | None = FULL_TRAIN_ROWS,
     predict_lines: int = FULL_PREDICT_LINES,
 ) -> BenchmarkInputs:
-    """Write ``sst2_train_<N>.csv``, ``sst2_dev.csv`` and ``predict_<M>.txt`` into work_dir."""
+    """Write ``sst2_train_<N>.csv``, ``sst2_dev.csv`` and ``predict_<M>.txt`` into work_dir.
+
+    ``train_rows=None`` trains on every SST-2 training row; the prediction lines are then among them (a run
+    that times prediction or compares labels, not one that scores them)."""
     sst2 = require_shared(shared_dir) / SST2_RELATIVE
     train = read_sst2_tsv(sst2 / "train.tsv")
     dev = read_sst2_tsv(sst2 / "dev.tsv")
-    if train_rows + predict_lines > len(train):
+    if train_rows is not None and train_rows + predict_lines > len(train):
         raise ValueError(f"need {train_rows + predict_lines} SST-2 train rows, the file has {len(train)}")
+    rows = train if train_rows is None else train[:train_rows]
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    train_csv = work_dir / f"sst2_train_{train_rows}.csv"
+    train_csv = work_dir / f"sst2_train_{len(rows)}.csv"
     dev_csv = work_dir / "sst2_dev.csv"
     predict_txt = work_dir / f"predict_{predict_lines}.txt"
-    _write_csv(train_csv, train[:train_rows])
+    _write_csv(train_csv, rows)
     _write_csv(dev_csv, dev)
     # Predict texts start at row FULL_TRAIN_ROWS even in --quick runs, so they are the same sentences.
-    start = max(train_rows, FULL_TRAIN_ROWS)
+    start = FULL_TRAIN_ROWS if train_rows is None else max(train_rows, FULL_TRAIN_ROWS)
     texts = [sentence for sentence, _ in train[start : start + predict_lines]]
     predict_txt.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    return BenchmarkInputs(train_csv, dev_csv, predict_txt, train_rows, len(dev), len(texts))
+    return BenchmarkInputs(train_csv, dev_csv, predict_txt, len(rows), len(dev), len(texts))
 
 
 def read_lines(path: Path) -> list[str]:

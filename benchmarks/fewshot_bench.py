@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", default=[], help='NAME="TRAIN ARGS": another run of ours')
     parser.add_argument("--no-setfit", action="store_true", help="leave SetFit out (with --variant: ours only)")
     args = parser.parse_args(argv)
+    if args.selection_min_words < 0 or (args.selection_min_words and not args.selection):
+        parser.error("--selection-min-words: a number of words >= 0, and only with --selection")
     args.variants = {}
     for variant in args.variant:
         name, _, extra = variant.partition("=")
@@ -256,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             order = list(range(len(train)))
             rng.shuffle(order)
             held = [i for i in order if len(train[i][0].split()) >= args.selection_min_words][:SELECTION_ROWS]
-            kept = set(held)
+            held_out = set(held)
             evaluation = [train[index] for index in held]
-            train = [train[index] for index in order if index not in kept]
+            train = [train[index] for index in order if index not in held_out]
             dataset = f"{dataset}-selection" + (f"-w{args.selection_min_words}" if args.selection_min_words else "")
         evaluation_csv = write_csv(args.work_dir / dataset / "eval.csv", evaluation)
         for k in args.ks:
