@@ -12,9 +12,10 @@ directory unchanged) and trains it in four steps:
    token's own state is negligible; feed-forward = 0), and the head's dense layer = 0.5 x identity. The head
    then reads tanh(0.5 x LayerNorm(mean of the token states)), which a sentence encoder was trained for.
 2. **Contrastive training of the encoder** (`PairContrast`, run by the loop with checkpoints and exact
-   resume): for every pair of distinct rows in a batch, the cosine of their head features is pulled to 1
-   for the same label and to 0 for different labels, positive and negative pairs weighing half each. The
-   word embeddings, the built layer and the head's dense layer stay fixed.
+   resume): for every pair of distinct rows in a batch, the cosine of their mean token states (the
+   sentence encoder's own embedding: the built layer's input, before its layer norm and the head's tanh) is
+   pulled to 1 for the same label and to 0 for different labels, positive and negative pairs weighing half
+   each. The word embeddings, the built layer and the head's dense layer stay fixed.
 3. **The head** (`fit_head`): a multinomial logistic regression on the frozen features of the training
    rows, copied into the classifier's final linear layer.
 4. **End to end** (`end_to_end`): the pretrained encoder layers and the final linear layer trained with
@@ -212,7 +213,7 @@ def _fixed_parameters(model) -> list:
 @contextlib.contextmanager
 def contrastive_setup(model) -> Iterator[None]:
     """For the contrastive phase: the fixed parameters frozen, and the dropout in front of the final linear
-    layer off (the features compared are the head's own, not a dropped-out copy)."""
+    layer off (the head takes no part in the phase's loss)."""
     import torch
 
     head_dropouts = [
@@ -303,12 +304,21 @@ class PairContrast:
 
         batch = device_batch(self.train_data, indices, self.pad_id, accelerator)
         labels = self.targets[indices].to(accelerator.device)
-        with head_inputs(accelerator.unwrap_model(model)) as captured, accelerator.autocast():
-            model(**batch)
-        return pair_loss(captured[-1], labels)
+        with accelerator.autocast():
+            hidden = model(**batch, output_hidden_states=True).hidden_states
+        # hidden[-1] is the built layer's output; hidden[-2] the pretrained encoder's last layer, below it
+        return pair_loss(token_mean(hidden[-2], batch["attention_mask"]), labels)
 
     def evaluate(self, model, accelerator) -> dict[str, float]:
         return {}  # no validation rows here: the phase trains a fixed budget
+
+
+def token_mean(hidden, attention_mask):
+    """The mean of each text's token states (padding left out): a sentence encoder's own embedding, before
+    the built layer's layer norm and the head's tanh."""
+    hidden = hidden.float()
+    mask = attention_mask.unsqueeze(-1).float()
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 # ---------------------------------------------------------------------------------------------- the head

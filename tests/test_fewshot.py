@@ -172,6 +172,42 @@ def test_the_mean_pooling_layer_pools_the_mean_into_the_first_token(work):
     assert model.config.num_hidden_layers == len(model.base_model.encoder.layer)
 
 
+def test_the_contrastive_loss_compares_the_mean_token_states_below_the_built_layer(work):
+    import contextlib
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from roberta_ft.data.tokens import Encoded
+
+    class Accelerator:
+        device = torch.device("cpu")
+
+        def unwrap_model(self, model):
+            return model
+
+        def autocast(self):
+            return contextlib.nullcontext()
+
+    tokenizer = AutoTokenizer.from_pretrained(work / "start")
+    texts = ["the movie was great and lovely", "a dull plot", "superb acting all the way through", "bad"]
+    data = Encoded(input_ids=tokenizer(texts)["input_ids"], targets=np.array([1, 0, 1, 0]))
+    model = AutoModelForSequenceClassification.from_pretrained(work / "start").eval()
+    fewshot.add_mean_pooling_layer(model)
+    objective = fewshot.PairContrast(data, tokenizer.pad_token_id)
+    with torch.no_grad():
+        loss = objective.loss(model, np.arange(4), 0, Accelerator(), 0)
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        below = model.base_model(**batch, output_hidden_states=True).hidden_states[-2]
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        mean = (below * mask).sum(1) / mask.sum(1)  # each text's own tokens, padding left out
+        with fewshot.head_inputs(model) as captured:
+            model(**batch)
+    labels = torch.tensor([1, 0, 1, 0])
+    assert float(loss) == pytest.approx(float(fewshot.pair_loss(mean, labels)), rel=1e-5)
+    # not the head's features (tanh of the layer-normalised mean), which the head and end-to-end phase read
+    assert float(loss) != pytest.approx(float(fewshot.pair_loss(captured[-1], labels)), rel=1e-3)
+
+
 def test_the_end_to_end_phase_trains_the_encoder_and_final_layer_only_and_repeats_exactly(work):
     import contextlib
 
