@@ -3,6 +3,7 @@ balanced pairs of distinct rows, better than plain fine-tuning from the same sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -31,6 +32,18 @@ def train(*args: str) -> dict:
 
 def run_config(directory: Path) -> dict:
     return json.loads((directory / "run_config.json").read_text())
+
+
+class CpuAccelerator:
+    """What the few-shot phases ask of accelerate's Accelerator, on the CPU."""
+
+    device = torch.device("cpu")
+
+    def unwrap_model(self, model):
+        return model
+
+    def autocast(self):
+        return contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------------------------------ the choice
@@ -173,20 +186,9 @@ def test_the_mean_pooling_layer_pools_the_mean_into_the_first_token(work):
 
 
 def test_the_contrastive_loss_compares_the_mean_token_states_below_the_built_layer(work):
-    import contextlib
-
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from roberta_ft.data.tokens import Encoded
-
-    class Accelerator:
-        device = torch.device("cpu")
-
-        def unwrap_model(self, model):
-            return model
-
-        def autocast(self):
-            return contextlib.nullcontext()
 
     tokenizer = AutoTokenizer.from_pretrained(work / "start")
     texts = ["the movie was great and lovely", "a dull plot", "superb acting all the way through", "bad"]
@@ -195,7 +197,7 @@ def test_the_contrastive_loss_compares_the_mean_token_states_below_the_built_lay
     fewshot.add_mean_pooling_layer(model)
     objective = fewshot.PairContrast(data, tokenizer.pad_token_id)
     with torch.no_grad():
-        loss = objective.loss(model, np.arange(4), 0, Accelerator(), 0)
+        loss = objective.loss(model, np.arange(4), 0, CpuAccelerator(), 0)
         batch = tokenizer(texts, padding=True, return_tensors="pt")
         below = model.base_model(**batch, output_hidden_states=True).hidden_states[-2]
         mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -209,20 +211,9 @@ def test_the_contrastive_loss_compares_the_mean_token_states_below_the_built_lay
 
 
 def test_the_end_to_end_phase_trains_the_encoder_and_final_layer_only_and_repeats_exactly(work):
-    import contextlib
-
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from roberta_ft.data.tokens import Encoded
-
-    class Accelerator:  # what the phase asks of accelerate's Accelerator, on the CPU
-        device = torch.device("cpu")
-
-        def unwrap_model(self, model):
-            return model
-
-        def autocast(self):
-            return contextlib.nullcontext()
 
     tokenizer = AutoTokenizer.from_pretrained(work / "start")
     texts = ["the movie was great and lovely", "a dull and awful plot", "superb acting", "boring and bad"] * 4
@@ -232,7 +223,7 @@ def test_the_end_to_end_phase_trains_the_encoder_and_final_layer_only_and_repeat
         model = AutoModelForSequenceClassification.from_pretrained(work / "start")
         fewshot.add_mean_pooling_layer(model)
         before = {name: value.clone() for name, value in model.state_dict().items()}
-        result = fewshot.end_to_end(model, data, accelerator=Accelerator(), pad_id=tokenizer.pad_token_id, seed=3)
+        result = fewshot.end_to_end(model, data, accelerator=CpuAccelerator(), pad_id=tokenizer.pad_token_id, seed=3)
         return model, before, result
 
     model, before, result = tuned()
