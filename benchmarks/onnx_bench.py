@@ -5,12 +5,13 @@
 
 1. Models: MiniLM fine-tuned by `roberta-ft train` exactly as in benchmarks/run.py (4,000 SST-2 rows,
    1 epoch, batch 32, lr 5e-5, max length 128) and on MRPC's train split (3 epochs), each exported with
-   `roberta-ft export` (fp32 + int8, the residual projections in fp32) and again with `--quantize
-   int8-full` (every matrix product in int8) into MODEL-int8full; the distilroberta-base shape with
-   random weights (speed only).
+   `roberta-ft export` (fp32 + int8, the residual projections in fp32), again with `--quantize
+   int8-blockwise` (8-bit blocks, the scheme `--quantize int8` picks for a few-shot model) into
+   MODEL-int8block and with `--quantize int8-full` (every matrix product in int8) into MODEL-int8full; the
+   distilroberta-base shape with random weights (speed only).
 2. Speed: `roberta-ft predict` on the 8,000 benchmark lines with the torch backend (`--precision auto`,
-   which is bf16 on CPUs with native bf16, and `--precision fp32`), the onnx backend (fp32, int8, int8-full), and
-   `pipeline(batch_size=64)`; every system in its own process, alternating, medians of --repeats.
+   which is bf16 on CPUs with native bf16, and `--precision fp32`), the onnx backend (fp32, int8, int8
+   blockwise, int8-full), and `pipeline(batch_size=64)`; every system in its own process, alternating, medians of --repeats.
 3. Start-up: the whole process's wall time of `roberta-ft predict` on 100 lines, torch vs onnx.
 4. Accuracy: `roberta-ft eval` on SST-2 dev (872) and MRPC dev (408) per backend and precision;
    label agreement with torch fp32 on the 8,000 lines, and the largest probability difference.
@@ -46,14 +47,20 @@ SYSTEMS = {  # name -> predict options
     "torch fp32": ["--backend", "torch", "--precision", "fp32"],
     "onnx fp32": ["--backend", "onnx", "--precision", "fp32"],
     "onnx int8": ["--backend", "onnx", "--precision", "int8"],
+    "onnx int8 blockwise": ["--backend", "onnx", "--precision", "int8"],  # on MODEL-int8block
     "onnx int8-full": ["--backend", "onnx", "--precision", "int8"],  # on MODEL-int8full (export --quantize int8-full)
 }
-FULL_INT8 = "onnx int8-full"
+# The systems that read an int8 file of another scheme, exported into a sibling directory: name -> (suffix,
+# `export --quantize` value, the exporter's scheme name).
+SIBLINGS = {
+    "onnx int8 blockwise": ("-int8block", "int8-blockwise", "blockwise"),
+    "onnx int8-full": ("-int8full", "int8-full", "full"),
+}
 
 
 def system_dir(model: Path, system: str) -> Path:
-    """The model dir a system reads: `export --quantize int8-full` writes a sibling directory."""
-    return model.with_name(model.name + "-int8full") if system == FULL_INT8 else model
+    """The model dir a system reads: the SIBLINGS' int8 schemes are exported into a sibling directory."""
+    return model.with_name(model.name + SIBLINGS[system][0]) if system in SIBLINGS else model
 
 
 def ours(settings, *args: str) -> dict:
@@ -77,8 +84,9 @@ def train(settings, name: str, base: Path, *args: str) -> Path:
         shutil.rmtree(output, ignore_errors=True)
         ours(settings, "train", *args, "--model", str(base), "--output", str(output), "--seed", "42")
     ours(settings, "export", str(output), "--overwrite")
-    full = system_dir(output, FULL_INT8)
-    ours(settings, "export", str(output), "--output", str(full), "--quantize", "int8-full", "--overwrite")
+    for system, (_, quantize, _) in SIBLINGS.items():
+        sibling = system_dir(output, system)
+        ours(settings, "export", str(output), "--output", str(sibling), "--quantize", quantize, "--overwrite")
     return output
 
 
@@ -151,7 +159,7 @@ def startup(settings, model: Path, texts: Path) -> dict:
 
 def accuracy(settings, model: Path, data: list[str]) -> dict:
     found = {}
-    for system in ("torch fp32", "onnx fp32", "onnx int8", FULL_INT8):
+    for system in ("torch fp32", "onnx fp32", "onnx int8", *SIBLINGS):
         report = settings.work_dir / f"eval-{model.name}-{system.replace(' ', '-')}.json"
         run = ours(settings, "eval", str(system_dir(model, system)), *data, *SYSTEMS[system], "--report", str(report))
         found[system] = run["json"]["metrics"]
@@ -224,11 +232,12 @@ def _quantize_unchecked(model: Path) -> None:
     from roberta_ft.export import _quantize
     from roberta_ft.onnx_model import FP32_FILE, INT8_FILE
 
-    _quantize(model / FP32_FILE, model / INT8_FILE)
-    full = system_dir(model, FULL_INT8)
-    shutil.rmtree(full, ignore_errors=True)
-    shutil.copytree(model, full, ignore=shutil.ignore_patterns("*.safetensors", "checkpoints"))
-    _quantize(model / FP32_FILE, full / INT8_FILE, full=True)
+    _quantize(model / FP32_FILE, model / INT8_FILE, "dynamic")
+    for system, (_, _, scheme) in SIBLINGS.items():
+        sibling = system_dir(model, system)
+        shutil.rmtree(sibling, ignore_errors=True)
+        shutil.copytree(model, sibling, ignore=shutil.ignore_patterns("*.safetensors", "checkpoints"))
+        _quantize(model / FP32_FILE, sibling / INT8_FILE, scheme)
 
 
 def render(results: dict) -> str:
