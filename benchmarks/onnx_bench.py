@@ -51,10 +51,10 @@ SYSTEMS = {  # name -> predict options
     "onnx int8-full": ["--backend", "onnx", "--precision", "int8"],  # on MODEL-int8full (export --quantize int8-full)
 }
 # The systems that read an int8 file of another scheme, exported into a sibling directory: name -> (suffix,
-# `export --quantize` value, the exporter's scheme name).
+# `export --quantize` value).
 SIBLINGS = {
-    "onnx int8 blockwise": ("-int8block", "int8-blockwise", "blockwise"),
-    "onnx int8-full": ("-int8full", "int8-full", "full"),
+    "onnx int8 blockwise": ("-int8block", "int8-blockwise"),
+    "onnx int8-full": ("-int8full", "int8-full"),
 }
 
 
@@ -84,7 +84,7 @@ def train(settings, name: str, base: Path, *args: str) -> Path:
         shutil.rmtree(output, ignore_errors=True)
         ours(settings, "train", *args, "--model", str(base), "--output", str(output), "--seed", "42")
     ours(settings, "export", str(output), "--overwrite")
-    for system, (_, quantize, _) in SIBLINGS.items():
+    for system, (_, quantize) in SIBLINGS.items():
         sibling = system_dir(output, system)
         ours(settings, "export", str(output), "--output", str(sibling), "--quantize", quantize, "--overwrite")
     return output
@@ -229,15 +229,15 @@ def main(argv: list[str] | None = None) -> int:
 def _quantize_unchecked(model: Path) -> None:
     """int8 for a random-weight model, through the exporter's own quantization step (speed only)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from roberta_ft.export import _quantize
+    from roberta_ft.export import _quantize, int8_scheme
     from roberta_ft.onnx_model import FP32_FILE, INT8_FILE
 
     _quantize(model / FP32_FILE, model / INT8_FILE, "dynamic")
-    for system, (_, _, scheme) in SIBLINGS.items():
+    for system, (_, quantize) in SIBLINGS.items():
         sibling = system_dir(model, system)
         shutil.rmtree(sibling, ignore_errors=True)
         shutil.copytree(model, sibling, ignore=shutil.ignore_patterns("*.safetensors", "checkpoints"))
-        _quantize(model / FP32_FILE, sibling / INT8_FILE, scheme)
+        _quantize(model / FP32_FILE, sibling / INT8_FILE, int8_scheme(quantize, {})[0])  # the exporter's scheme
 
 
 def render(results: dict) -> str:
